@@ -1,0 +1,204 @@
+"""Every setting of the system: its environment name, default and meaning.
+
+Settings are read once, from the environment, by :func:`load_settings`.
+A value that cannot be parsed or is out of range fails fast with a message
+naming the variable to fix. Functions elsewhere take plain values, not this
+object; only entry points (the CLI, the worker, the benchmarks) read it.
+
+Example
+-------
+>>> s = load_settings({"RECSYS_ALS_FACTORS": "32"})
+>>> s.als_factors, s.events_topic
+(32, 'events')
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A setting is malformed or out of range; the message says which and why."""
+
+
+def _setting(env: str, default: Any, doc: str, *, check=None) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc, "check": check})
+
+
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _unit_interval(v):
+    return 0.0 <= v <= 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The system's configuration. See each field's ``doc`` metadata."""
+
+    # --- Kafka -------------------------------------------------------------
+    kafka_bootstrap: str = _setting(
+        "KAFKA_BOOTSTRAP", "127.0.0.1:9092",
+        "Bootstrap servers of the Kafka cluster everything talks to.")
+    kafka_port: int = _setting(
+        "RECSYS_KAFKA_PORT", 9092,
+        "Port of the project's own local broker (recsys kafka start).", check=_positive)
+    kafka_home: str = _setting(
+        "RECSYS_KAFKA_HOME", str(Path.home() / ".cache" / "recsys"),
+        "Where the local broker's jars, storage and log live (outside git).")
+    events_topic: str = _setting("RECSYS_EVENTS_TOPIC", "events", "Topic of shopper events.")
+    recommendations_topic: str = _setting(
+        "RECSYS_RECOMMENDATIONS_TOPIC", "recommendations", "Topic recommendations go to.")
+    dlq_topic: str = _setting(
+        "RECSYS_DLQ_TOPIC", "events-dlq", "Dead-letter topic for events that fail validation.")
+    model_updates_topic: str = _setting(
+        "RECSYS_MODEL_UPDATES_TOPIC", "model-updates",
+        "Compacted topic on which the batch job announces new model versions.")
+    events_partitions: int = _setting(
+        "RECSYS_EVENTS_PARTITIONS", 8, "Partitions of the events topic (the unit of scale).",
+        check=_positive)
+    recommendations_partitions: int = _setting(
+        "RECSYS_RECOMMENDATIONS_PARTITIONS", 8, "Partitions of the recommendations topic.",
+        check=_positive)
+    replication_factor: int = _setting(
+        "RECSYS_REPLICATION_FACTOR", 1, "Replication factor of every topic the project creates.",
+        check=_positive)
+
+    # --- Events ------------------------------------------------------------
+    max_event_bytes: int = _setting(
+        "RECSYS_MAX_EVENT_BYTES", 16384, "Events larger than this go to the dead-letter topic.",
+        check=_positive)
+    max_dwell_ms: int = _setting(
+        "RECSYS_MAX_DWELL_MS", 6 * 3600 * 1000, "Largest believable dwell time of one view.",
+        check=_positive)
+    max_price: float = _setting("RECSYS_MAX_PRICE", 1e7, "Largest believable price.",
+                                check=_positive)
+    max_quantity: int = _setting("RECSYS_MAX_QUANTITY", 10000, "Largest believable quantity.",
+                                 check=_positive)
+
+    # --- Signals -> confidence (c_ui = 1 + alpha * r_ui) ---------------------
+    weight_view: float = _setting(
+        "RECSYS_WEIGHT_VIEW", 0.1, "r of a view without dwell time.", check=_non_negative)
+    weight_dwell: float = _setting(
+        "RECSYS_WEIGHT_DWELL", 0.15,
+        "Extra r of a view watched for dwell_cap_ms or longer (linear below).",
+        check=_non_negative)
+    dwell_cap_ms: int = _setting(
+        "RECSYS_DWELL_CAP_MS", 60000, "Dwell time at which a view's extra weight saturates.",
+        check=_positive)
+    weight_click: float = _setting("RECSYS_WEIGHT_CLICK", 0.25, "r of a click.",
+                                   check=_non_negative)
+    weight_add_to_cart: float = _setting(
+        "RECSYS_WEIGHT_ADD_TO_CART", 0.5, "r of an add-to-cart.", check=_non_negative)
+    weight_buy: float = _setting("RECSYS_WEIGHT_BUY", 1.0, "r of a purchase.",
+                                 check=_non_negative)
+    alpha: float = _setting("RECSYS_ALPHA", 15.0, "Confidence scale alpha.", check=_positive)
+
+    # --- Batch ALS -----------------------------------------------------------
+    als_factors: int = _setting("RECSYS_ALS_FACTORS", 64, "Latent factors.", check=_positive)
+    als_regularization: float = _setting(
+        "RECSYS_ALS_REGULARIZATION", 0.01, "ALS regularization lambda.", check=_non_negative)
+    als_iterations: int = _setting("RECSYS_ALS_ITERATIONS", 15, "ALS sweeps.", check=_positive)
+    als_use_gpu: bool = _setting("RECSYS_ALS_USE_GPU", False, "Train on a CUDA GPU.")
+    similar_k: int = _setting(
+        "RECSYS_SIMILAR_K", 100, "Similar items kept per item (the candidates).",
+        check=_positive)
+    model_dir: str = _setting(
+        "RECSYS_MODEL_DIR", "var/models", "Model store: one directory per version.")
+    keep_versions: int = _setting(
+        "RECSYS_KEEP_VERSIONS", 3, "Model versions kept in the store.", check=_positive)
+
+    # --- Scoring ------------------------------------------------------------
+    n_recommendations: int = _setting(
+        "RECSYS_N", 20, "Length of a recommendation list.", check=_positive)
+    blend: float = _setting(
+        "RECSYS_BLEND", 0.5,
+        "Weight of the user's personal score against item similarity (0 = similar only).",
+        check=_unit_interval)
+    filter_bought: bool = _setting(
+        "RECSYS_FILTER_BOUGHT", True, "Leave out items the user already bought.")
+    filter_shown: bool = _setting(
+        "RECSYS_FILTER_SHOWN", False, "Leave out items already shown in this session.")
+    history_max: int = _setting(
+        "RECSYS_HISTORY_MAX", 100, "Interactions kept per user for the fold-in.",
+        check=_positive)
+    decay_half_life_s: float = _setting(
+        "RECSYS_DECAY_HALF_LIFE_S", 0.0,
+        "Half-life of a user's past confidence in seconds (0 = no decay).",
+        check=_non_negative)
+
+    # --- Stream worker ------------------------------------------------------
+    app_id: str = _setting("RECSYS_APP_ID", "recsys", "Faust app id (consumer group).")
+    table_dir: str = _setting(
+        "RECSYS_TABLE_DIR", "var/tables", "Where the worker keeps its RocksDB tables.")
+    web_port: int = _setting("RECSYS_WEB_PORT", 6066, "HTTP port of the worker's views.",
+                             check=_positive)
+
+    def describe(self) -> list[tuple[str, str, Any, str]]:
+        """(field, env name, current value, meaning) for every setting."""
+        return [(f.name, f.metadata["env"], getattr(self, f.name), f.metadata["doc"])
+                for f in dataclasses.fields(self)]
+
+
+def _parse(raw: str, kind: type, env: str) -> Any:
+    text = raw.strip()
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{env}={raw!r} is not a valid {kind.__name__}; set it to a {kind.__name__} "
+            f"or unset it to use the default") from None
+    if not text:
+        raise ConfigError(f"{env} is empty; set a value or unset it to use the default")
+    return text
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read every setting from ``environ`` (default ``os.environ``), then ``overrides``.
+
+    Raises
+    ------
+    ConfigError
+        When a value does not parse or is out of range; the message names the
+        environment variable.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        env = f.metadata["env"]
+        kind = _TYPES[f.type] if isinstance(f.type, str) else f.type
+        if f.name in overrides:
+            value = overrides[f.name]
+        elif env in environ:
+            value = _parse(environ[env], kind, env)
+        else:
+            continue
+        check = f.metadata["check"]
+        if check is not None and not check(value):
+            raise ConfigError(f"{env}={value!r} is out of range: {f.metadata['doc']}")
+        values[f.name] = value
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Settings)}
+    if unknown:
+        raise ConfigError(f"unknown settings: {sorted(unknown)}")
+    return Settings(**values)
