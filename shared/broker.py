@@ -1,0 +1,226 @@
+"""The project's own Apache Kafka broker, for machines without Docker.
+
+The broker is assembled from Maven Central's jars (``org.apache.kafka:kafka_2.13``
+at :data:`KAFKA_VERSION`, the same version as the image in docker-compose.yml),
+cached outside git, formatted as a single-node KRaft cluster (combined broker
+and controller) and started on 127.0.0.1.
+
+Layout under ``home`` (``RECSYS_KAFKA_HOME``)::
+
+    kafka-<version>/libs/*.jar       the assembled distribution (shared)
+    broker-<port>/data/              KRaft storage of the broker on <port>
+    broker-<port>/server.log         its log
+    broker-<port>/broker.pid         its process id
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+KAFKA_VERSION = "3.9.1"
+_DIST = resources.files("shared") / "kafka_dist"
+
+
+class BrokerError(RuntimeError):
+    """The local broker cannot be assembled, started or reached; the message says why."""
+
+
+def _require(tool: str, purpose: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise BrokerError(
+            f"'{tool}' is not on PATH; it is needed to {purpose}. Install Java 17 and Maven "
+            f"(Debian: apt-get install openjdk-17-jdk-headless maven), or run Kafka with "
+            f"'docker compose up kafka' and set KAFKA_BOOTSTRAP=127.0.0.1:9092.")
+    return path
+
+
+def assemble(home: Path, version: str = KAFKA_VERSION) -> Path:
+    """Download the broker's jars with Maven once; return the ``libs`` directory.
+
+    Idempotent: a complete earlier download is reused. The download goes to a
+    temporary directory renamed into place, so an interrupted one is redone.
+    """
+    libs = home / f"kafka-{version}" / "libs"
+    if (libs / f"kafka_2.13-{version}.jar").exists():
+        return libs
+    mvn = _require("mvn", "download Apache Kafka from Maven Central")
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=libs.parent) as work:
+        pom = Path(work) / "pom.xml"
+        pom.write_text((_DIST / "pom.xml").read_text().replace("@KAFKA_VERSION@", version))
+        staged = Path(work) / "libs"
+        result = subprocess.run(
+            [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+             "-DincludeScope=runtime", f"-DoutputDirectory={staged}"],
+            capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BrokerError(f"Maven could not assemble Apache Kafka {version}:\n"
+                              f"{(result.stdout + result.stderr)[-3000:]}")
+        shutil.rmtree(libs, ignore_errors=True)
+        staged.rename(libs)
+    return libs
+
+
+def broker_ready(bootstrap: str, timeout_s: float = 1.0) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
+                         "socket.connection.setup.timeout.ms": 1000})
+    try:
+        return len(admin.list_topics(timeout=timeout_s).brokers) > 0
+    except Exception:  # KafkaException on timeout or refusal: not ready
+        return False
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """A single-node KRaft broker on 127.0.0.1:``port`` (controller on ``controller_port``)."""
+
+    home: Path
+    port: int = 9092
+    controller_port: int | None = None
+    version: str = KAFKA_VERSION
+    heap: str = "1g"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / f"broker-{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "server.log"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.state_dir / "broker.pid"
+
+    def pid(self) -> int | None:
+        """Process id of the running broker, or None."""
+        try:
+            pid = int(self._pid_file.read_text())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        try:  # when this process started the broker, reap it once it has exited
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return None
+        except ChildProcessError:
+            pass
+        return pid
+
+    def start(self, wait_s: float = 90.0) -> str:
+        """Start the broker and wait until it answers; idempotent. Returns a status line."""
+        if self.pid() is not None and broker_ready(self.bootstrap):
+            return f"Apache Kafka {self.version} already running on {self.bootstrap}"
+        if broker_ready(self.bootstrap):
+            raise BrokerError(f"another broker already answers on {self.bootstrap}; "
+                              f"stop it, pick another port, or point KAFKA_BOOTSTRAP at it")
+        java = _require("java", "run the Kafka broker")
+        libs = assemble(self.home, self.version)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        properties = self._write_properties()
+        command = [java, f"-Dlog4j.configuration=file:{_DIST / 'log4j.properties'}",
+                   f"-Dkafka.logs.file={self.log_file}", "-cp", f"{libs}/*"]
+        self._format(command, properties)
+        started = time.monotonic()
+        with open(self.state_dir / "stdout.log", "ab") as out:
+            process = subprocess.Popen(
+                command + [f"-Xmx{self.heap}", "-XX:+UseG1GC", "kafka.Kafka", str(properties)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        self._pid_file.write_text(str(process.pid))
+        while not broker_ready(self.bootstrap):
+            if process.poll() is not None:
+                raise BrokerError(f"the broker exited with {process.returncode}; "
+                                  f"last lines of {self.log_file}:\n{self._log_tail()}")
+            if time.monotonic() - started > wait_s:
+                self.stop()
+                raise BrokerError(f"the broker did not answer within {wait_s:.0f} s; "
+                                  f"see {self.log_file}:\n{self._log_tail()}")
+            time.sleep(0.2)
+        return (f"Apache Kafka {self.running_version()} ready on {self.bootstrap} "
+                f"in {time.monotonic() - started:.1f} s (log: {self.log_file})")
+
+    def stop(self, wait_s: float = 30.0) -> str:
+        """Stop the broker cleanly (SIGTERM, then SIGKILL after ``wait_s``)."""
+        pid = self.pid()
+        if pid is None:
+            return f"no broker running on {self.bootstrap}"
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait_s
+        while self.pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self.pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+        self._pid_file.unlink(missing_ok=True)
+        return f"stopped the broker on {self.bootstrap}"
+
+    def status(self) -> str:
+        """One line: running or not, version and address."""
+        if self.pid() is None:
+            return f"not running ({self.bootstrap})"
+        state = "ready" if broker_ready(self.bootstrap) else "starting or unresponsive"
+        return f"Apache Kafka {self.running_version()} {state} on {self.bootstrap} (pid {self.pid()})"
+
+    def running_version(self) -> str:
+        """The version the broker reports in its log, else the pinned one."""
+        found = self.version
+        if self.log_file.exists():
+            for line in self.log_file.read_text(errors="replace").splitlines():
+                if "Kafka version:" in line:
+                    found = line.split("Kafka version:", 1)[1].split()[0]
+        return found
+
+    def _write_properties(self) -> Path:
+        controller = self.controller_port or self.port + 1
+        path = self.state_dir / "server.properties"
+        path.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={self.state_dir / 'data'}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "",
+        ]))
+        return path
+
+    def _format(self, command: list[str], properties: Path) -> None:
+        if (self.state_dir / "data" / "meta.properties").exists():
+            return
+        cluster_id = subprocess.run(command + ["kafka.tools.StorageTool", "random-uuid"],
+                                    capture_output=True, text=True, check=True).stdout.split()[-1]
+        result = subprocess.run(
+            command + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+            capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
+
+    def _log_tail(self, lines: int = 20) -> str:
+        for path in (self.state_dir / "stdout.log", self.log_file):
+            if path.exists() and path.stat().st_size:
+                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log written)"

@@ -1,0 +1,90 @@
+"""The ``recsys`` command: one entry point, a subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from shared.broker import BrokerError, LocalBroker
+from shared.config import ConfigError, Settings, load_settings
+from shared.topics import ensure_topics, project_topics
+
+#: Subcommands implemented elsewhere: name -> (module with add_arguments/run, help).
+_JOBS = {
+    "synthetic": ("batch.synthetic", "write a synthetic shop's events and ground truth"),
+}
+
+
+def local_broker(settings: Settings) -> LocalBroker:
+    """The project's own broker as configured."""
+    return LocalBroker(home=Path(settings.kafka_home).expanduser(), port=settings.kafka_port)
+
+
+def ensure_broker(settings: Settings, environ=os.environ) -> str:
+    """Bootstrap servers to use: ``KAFKA_BOOTSTRAP`` when set, else the local broker (started)."""
+    if "KAFKA_BOOTSTRAP" in environ:
+        return settings.kafka_bootstrap
+    broker = local_broker(settings)
+    print(broker.start(), file=sys.stderr)
+    return broker.bootstrap
+
+
+def _kafka(args, settings: Settings) -> None:
+    broker = local_broker(settings)
+    print({"start": broker.start, "stop": broker.stop, "status": broker.status}[args.action]())
+
+
+def _topics(args, settings: Settings) -> None:
+    bootstrap = ensure_broker(settings)
+    outcome = ensure_topics(bootstrap, project_topics(settings),
+                            replication_factor=settings.replication_factor)
+    for name, state in outcome.items():
+        print(f"{name}: {state}")
+
+
+def _demo(args, settings: Settings) -> None:
+    """The main job on embedded defaults: local broker and topics."""
+    _topics(args, settings)
+
+
+def _config(args, settings: Settings) -> None:
+    for name, env, value, doc in settings.describe():
+        print(f"{env:34} {value!s:28} {doc}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    kafka = commands.add_parser("kafka", help="start, stop or inspect the local Kafka broker")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.set_defaults(handler=_kafka)
+    commands.add_parser("topics", help="create the project's topics (idempotent)"
+                        ).set_defaults(handler=_topics)
+    commands.add_parser("demo", help="run the whole system on embedded defaults"
+                        ).set_defaults(handler=_demo)
+    commands.add_parser("config", help="list every setting, its variable and value"
+                        ).set_defaults(handler=_config)
+    for name, (module_name, help_text) in _JOBS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=lambda args, settings, run=module.run: run(args, settings))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``recsys``; configuration and broker problems exit 2 with their message."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return args.handler(args, settings) or 0
+    except (ConfigError, BrokerError) as exc:
+        print(f"recsys {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

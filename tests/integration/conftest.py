@@ -1,0 +1,8 @@
+"""Every test in this folder talks to the real broker."""
+import pytest
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.kafka)
