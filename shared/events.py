@@ -1,6 +1,348 @@
-"""The event contract: event types and the typed event parsed from Kafka bytes."""
+"""The event contract: event types, the typed :class:`Event`, and its parser.
+
+:func:`parse_event` turns the bytes of one Kafka message into an
+:class:`Event` or raises :class:`EventError` whose ``code`` says what was
+wrong (the codes are the constants below; they are stable, dashboards and the
+dead-letter topic rely on them).
+
+Rules, beyond the contract in ``DESIGN.md``:
+
+- ``ts`` is an integer of epoch milliseconds, or an ISO-8601 string *with* a
+  zone (``Z`` or ``+hh:mm``); floats, numeric strings and naive ISO times are
+  rejected. Times before 1970 or after 9999 are rejected.
+- Ids are non-blank strings; JSON integers are accepted and become their
+  decimal string (``42`` -> ``"42"``), other types are rejected.
+- ``user_id`` missing, null or blank means an anonymous visitor: the session
+  id stands in for it.
+- Optional fields may be missing or null. ``dwell_ms`` is an integer in
+  ``[0, max_dwell_ms]``, ``price`` a number in ``[0, max_price]``,
+  ``quantity`` an integer in ``[1, max_quantity]``, ``category`` a string or
+  integer (blank means unknown).
+- Fields the contract does not name are ignored.
+
+Example
+-------
+>>> event = parse_event(b'{"event_id": "e1", "session_id": "s1", "item_id": "i9",'
+...                     b' "type": "view", "ts": "2014-04-07T10:51:09.277Z", "dwell_ms": 1200}')
+>>> event.user_id, event.type_code, event.ts_ms, event.dwell_ms
+('s1', 0, 1396867869277, 1200)
+>>> parse_event(event.to_json_bytes()) == event
+True
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+import orjson
+
+from shared.config import Settings
 
 #: Event types in code order: ``EVENT_TYPES[code]`` is the name, columns store the code.
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "buy")
 EVENT_TYPE_CODES: dict[str, int] = {name: code for code, name in enumerate(EVENT_TYPES)}
+
+# Error codes of EventError, one per kind of bad input.
+OVERSIZED = "oversized"
+NOT_UTF8 = "not_utf8"
+NOT_JSON = "not_json"
+NOT_OBJECT = "not_object"
+MISSING_FIELD = "missing_field"
+EMPTY_FIELD = "empty_field"
+BAD_FIELD_TYPE = "bad_field_type"
+UNKNOWN_TYPE = "unknown_type"
+BAD_TIMESTAMP = "bad_timestamp"
+BAD_DWELL = "bad_dwell"
+BAD_PRICE = "bad_price"
+BAD_QUANTITY = "bad_quantity"
+#: Every code :func:`parse_event` can raise.
+ERROR_CODES: tuple[str, ...] = (
+    OVERSIZED, NOT_UTF8, NOT_JSON, NOT_OBJECT, MISSING_FIELD, EMPTY_FIELD, BAD_FIELD_TYPE,
+    UNKNOWN_TYPE, BAD_TIMESTAMP, BAD_DWELL, BAD_PRICE, BAD_QUANTITY)
+
+#: Latest accepted event time, 9999-12-31T23:59:59.999Z.
+MAX_TS_MS = 253_402_300_799_999
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+_DEFAULTS = Settings()
+_TYPE_CODES_GET = EVENT_TYPE_CODES.get
+_object_new = object.__new__
+_object_setattr = object.__setattr__
+
+
+class EventError(ValueError):
+    """An event failed validation.
+
+    Attributes
+    ----------
+    code : str
+        One of :data:`ERROR_CODES`.
+    message : str
+        What was wrong, for people.
+    """
+
+    def __init__(self, code: str, message: str):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One validated shopper event.
+
+    Attributes
+    ----------
+    event_id, user_id, session_id, item_id : str
+        ``user_id`` is the session id for an anonymous visitor.
+    type : str
+        One of :data:`EVENT_TYPES`; ``type_code`` is its index there.
+    ts_ms : int
+        Event time, epoch milliseconds (the ``ts`` field of the message).
+    dwell_ms, category, price, quantity
+        Optional; None when unknown.
+    """
+
+    event_id: str
+    user_id: str
+    session_id: str
+    item_id: str
+    type: str
+    type_code: int
+    ts_ms: int
+    dwell_ms: int | None = None
+    category: str | None = None
+    price: float | None = None
+    quantity: int | None = None
+
+    def to_json_bytes(self) -> bytes:
+        """The canonical message: compact UTF-8 JSON, ``ts`` in epoch ms, no nulls.
+
+        Examples
+        --------
+        >>> event = Event("e", "u", "s", "i", "buy", 3, 1000, quantity=2)
+        >>> event.to_json_bytes()  # doctest: +ELLIPSIS
+        b'{"event_id":"e","user_id":"u",...,"type":"buy","ts":1000,"quantity":2}'
+        """
+        fields: dict[str, Any] = {
+            "event_id": self.event_id, "user_id": self.user_id, "session_id": self.session_id,
+            "item_id": self.item_id, "type": self.type, "ts": self.ts_ms}
+        for name in ("dwell_ms", "category", "price", "quantity"):
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value
+        return orjson.dumps(fields)
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """The bounds :func:`parse_event` checks, as its keyword arguments.
+
+    Defaults are those of :class:`shared.config.Settings`; ``parse_event(raw,
+    **vars(limits))`` applies them.
+    """
+
+    max_bytes: int = _DEFAULTS.max_event_bytes
+    max_dwell_ms: int = _DEFAULTS.max_dwell_ms
+    max_price: float = _DEFAULTS.max_price
+    max_quantity: int = _DEFAULTS.max_quantity
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "EventLimits":
+        """The limits configured in ``settings``."""
+        return cls(max_bytes=settings.max_event_bytes, max_dwell_ms=settings.max_dwell_ms,
+                   max_price=settings.max_price, max_quantity=settings.max_quantity)
+
+
+def encode_event(fields: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON of ``fields`` as given, unvalidated (good and bad events alike).
+
+    Use :meth:`Event.to_json_bytes` for the canonical form of a valid event.
+
+    Examples
+    --------
+    >>> encode_event({"event_id": "e1", "type": "view", "ts": 5})
+    b'{"event_id":"e1","type":"view","ts":5}'
+    """
+    return orjson.dumps(dict(fields))
+
+
+def parse_event(raw: bytes, *, max_bytes: int = _DEFAULTS.max_event_bytes,
+                max_dwell_ms: int = _DEFAULTS.max_dwell_ms,
+                max_price: float = _DEFAULTS.max_price,
+                max_quantity: int = _DEFAULTS.max_quantity) -> Event:
+    """Validate the bytes of one event message and return the :class:`Event`.
+
+    Parameters
+    ----------
+    raw : bytes
+        The message value: a UTF-8 JSON object (None, a Kafka tombstone, is
+        refused as ``not_json``).
+    max_bytes, max_dwell_ms, max_price, max_quantity
+        Limits (defaults: those of :class:`shared.config.Settings`).
+
+    Returns
+    -------
+    Event
+
+    Raises
+    ------
+    EventError
+        With the code of the first problem found; nothing else is raised.
+
+    Examples
+    --------
+    >>> parse_event(b'{"event_id": "e1", "session_id": "s1", "item_id": 7, "type": "buy",'
+    ...             b' "ts": 1396867869277, "price": 12.5, "quantity": 2}').item_id
+    '7'
+    >>> try:
+    ...     parse_event(b'{"event_id": "e1", "item_id": "i1"}')
+    ... except EventError as error:
+    ...     print(error.code, "|", error.message)
+    missing_field | 'session_id' is required
+    """
+    if not raw:
+        raise EventError(NOT_JSON, "the message is empty")
+    if len(raw) > max_bytes:
+        raise EventError(OVERSIZED, f"{len(raw)} bytes, more than the limit of {max_bytes}")
+    try:
+        fields = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _decode_error(raw, exc) from None
+    if type(fields) is not dict:
+        raise EventError(NOT_OBJECT, f"expected a JSON object, got {_json_kind(fields)}")
+    get = fields.get
+    event_id, session_id, item_id, user_id = (
+        get("event_id"), get("session_id"), get("item_id"), get("user_id"))
+    if type(event_id) is not str or not event_id or event_id.isspace():
+        event_id = _required_id(event_id, "event_id")
+    if type(session_id) is not str or not session_id or session_id.isspace():
+        session_id = _required_id(session_id, "session_id")
+    if type(item_id) is not str or not item_id or item_id.isspace():
+        item_id = _required_id(item_id, "item_id")
+    if type(user_id) is not str or not user_id or user_id.isspace():
+        user_id = _optional_id(user_id, "user_id") or session_id
+    type_name = get("type")
+    type_code = _TYPE_CODES_GET(type_name) if type(type_name) is str else None
+    if type_code is None:
+        _raise_bad_type(type_name)
+    ts = get("ts")
+    if type(ts) is not int or not 0 <= ts <= MAX_TS_MS:
+        ts = _timestamp_ms(ts)
+    dwell_ms = get("dwell_ms")
+    if dwell_ms is not None and (type(dwell_ms) is not int or not 0 <= dwell_ms <= max_dwell_ms):
+        raise EventError(BAD_DWELL, f"'dwell_ms' must be an integer in [0, {max_dwell_ms}],"
+                                    f" got {_show(dwell_ms)}")
+    price = get("price")
+    if price is not None:
+        if type(price) not in (int, float) or not 0 <= price <= max_price:
+            raise EventError(BAD_PRICE, f"'price' must be a number in [0, {max_price}],"
+                                        f" got {_show(price)}")
+        price = float(price)
+    quantity = get("quantity")
+    if quantity is not None and (type(quantity) is not int or not 1 <= quantity <= max_quantity):
+        raise EventError(BAD_QUANTITY, f"'quantity' must be an integer in [1, {max_quantity}],"
+                                       f" got {_show(quantity)}")
+    category = get("category")
+    if category is not None and (type(category) is not str or not category
+                                 or category.isspace()):
+        category = _optional_id(category, "category")
+    return _new_event(event_id, user_id, session_id, item_id, type_name, type_code, ts,
+                      dwell_ms, category, price, quantity)
+
+
+def _new_event(event_id, user_id, session_id, item_id, type, type_code, ts_ms, dwell_ms,
+               category, price, quantity) -> Event:
+    """``Event(...)`` for validated values, without the frozen ``__init__``.
+
+    A frozen dataclass sets each field through ``object.__setattr__``; filling
+    ``__dict__`` at once is half the cost of the whole parse.
+    """
+    event = _object_new(Event)
+    _object_setattr(event, "__dict__", {
+        "event_id": event_id, "user_id": user_id, "session_id": session_id,
+        "item_id": item_id, "type": type, "type_code": type_code, "ts_ms": ts_ms,
+        "dwell_ms": dwell_ms, "category": category, "price": price, "quantity": quantity})
+    return event
+
+
+def _required_id(value: Any, name: str) -> str:
+    if value is None:
+        raise EventError(MISSING_FIELD, f"{name!r} is required")
+    checked = _optional_id(value, name)
+    if checked is None:
+        raise EventError(EMPTY_FIELD, f"{name!r} is empty")
+    return checked
+
+
+def _optional_id(value: Any, name: str) -> str | None:
+    """An id or category from JSON; None when null or blank."""
+    if value is None:
+        return None
+    if type(value) is str:
+        return None if not value or value.isspace() else value
+    if type(value) is int:
+        return str(value)
+    raise EventError(BAD_FIELD_TYPE, f"{name!r} must be a string or an integer,"
+                                     f" got {_json_kind(value)}")
+
+
+def _raise_bad_type(value: Any) -> None:
+    if value is None:
+        raise EventError(MISSING_FIELD, "'type' is required")
+    if type(value) is not str:
+        raise EventError(BAD_FIELD_TYPE, f"'type' must be a string, got {_json_kind(value)}")
+    raise EventError(UNKNOWN_TYPE, f"'type' is {_show(value)}, not one of {list(EVENT_TYPES)}")
+
+
+def _timestamp_ms(value: Any) -> int:
+    """Epoch ms of ``ts`` when it is not already a valid integer."""
+    if value is None:
+        raise EventError(MISSING_FIELD, "'ts' is required")
+    if type(value) is str:
+        ts_ms = _iso_ms(value)
+    elif type(value) is int:
+        ts_ms = value
+    else:
+        raise EventError(BAD_TIMESTAMP, "'ts' must be integer epoch milliseconds or an"
+                                        f" ISO-8601 string with a zone, got {_show(value)}")
+    if not 0 <= ts_ms <= MAX_TS_MS:
+        raise EventError(BAD_TIMESTAMP, f"'ts' {_show(value)} is outside 1970-01-01..9999-12-31")
+    return ts_ms
+
+
+def _iso_ms(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise EventError(BAD_TIMESTAMP, f"'ts' {_show(text)} is not an ISO-8601 time") from None
+    if moment.utcoffset() is None:
+        raise EventError(BAD_TIMESTAMP, f"'ts' {_show(text)} has no zone; add 'Z' or an offset")
+    return (moment - _EPOCH) // _ONE_MS
+
+
+def _decode_error(raw: bytes, exc: Exception) -> EventError:
+    if not isinstance(raw, str):
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return EventError(NOT_UTF8, f"invalid UTF-8 at byte {bad.start}")
+    return EventError(NOT_JSON, str(exc))
+
+
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+               int: "an integer", float: "a number", type(None): "null"}
+
+
+def _json_kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
