@@ -203,7 +203,7 @@ class LocalBroker:
             "transaction.state.log.replication.factor=1",
             "transaction.state.log.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=false",
+            "auto.create.topics.enable=true",
             "",
         ]))
         return path

@@ -47,7 +47,7 @@ class Settings:
     # --- Kafka -------------------------------------------------------------
     kafka_bootstrap: str = _setting(
         "KAFKA_BOOTSTRAP", "127.0.0.1:9092",
-        "Bootstrap servers of the Kafka cluster everything talks to.")
+        "Bootstrap servers of the Kafka cluster; unset: the local broker on RECSYS_KAFKA_PORT.")
     kafka_port: int = _setting(
         "RECSYS_KAFKA_PORT", 9092,
         "Port of the project's own local broker (recsys kafka start).", check=_positive)
@@ -141,6 +141,15 @@ class Settings:
         "RECSYS_TABLE_DIR", "var/tables", "Where the worker keeps its RocksDB tables.")
     web_port: int = _setting("RECSYS_WEB_PORT", 6066, "HTTP port of the worker's views.",
                              check=_positive)
+    stream_buffer: int = _setting(
+        "RECSYS_STREAM_BUFFER", 4096,
+        "Events buffered per worker, and events between offset commits.", check=_positive)
+    producer_linger_ms: int = _setting(
+        "RECSYS_PRODUCER_LINGER_MS", 5,
+        "How long the worker's producer waits to fill a batch.", check=_non_negative)
+    model_poll_s: float = _setting(
+        "RECSYS_MODEL_POLL_S", 1.0,
+        "How often a worker checks model-updates for a new version.", check=_positive)
 
     def describe(self) -> list[tuple[str, str, Any, str]]:
         """(field, env name, current value, meaning) for every setting."""
@@ -201,4 +210,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Settings)}
     if unknown:
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
+    if "kafka_bootstrap" not in values:  # the project's own broker, wherever it listens
+        values["kafka_bootstrap"] = f"127.0.0.1:{values.get('kafka_port', Settings.kafka_port)}"
     return Settings(**values)

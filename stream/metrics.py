@@ -1,0 +1,60 @@
+"""What a worker counts about itself: events, dead letters, latency, consumer lag."""
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+
+class WorkerMetrics:
+    """Counters and a window of recent event latencies for one worker process.
+
+    Parameters
+    ----------
+    window : int
+        Latencies kept for the percentiles (the most recent ones).
+    """
+
+    def __init__(self, window: int = 10000):
+        self.started = time.time()
+        self.counts: Counter = Counter()
+        self.dlq_codes: Counter = Counter()
+        self.latencies_ms: deque = deque(maxlen=window)
+        self.read_offsets: dict[tuple[str, int], int] = {}
+
+    def observe(self, outcome: str, topic: str, partition: int, offset: int,
+                produced_ms: float | None) -> None:
+        """Count one handled event and its latency from produce time to now."""
+        self.counts[outcome] += 1
+        self.read_offsets[(topic, partition)] = offset
+        if produced_ms is not None and produced_ms > 0:
+            self.latencies_ms.append(time.time() * 1000.0 - produced_ms)
+
+    def latency_percentiles(self) -> dict[str, float | None]:
+        """p50/p90/p99 of the recent latencies in milliseconds."""
+        if not self.latencies_ms:
+            return {"p50": None, "p90": None, "p99": None}
+        p50, p90, p99 = np.percentile(np.fromiter(self.latencies_ms, float), [50, 90, 99])
+        return {"p50": round(float(p50), 2), "p90": round(float(p90), 2), "p99": round(float(p99), 2)}
+
+    def lag(self, highwater) -> dict[str, int]:
+        """Events not yet read per partition: ``highwater(topic, partition)`` minus next offset."""
+        lags = {}
+        for (topic, partition), offset in sorted(self.read_offsets.items()):
+            end = highwater(topic, partition)
+            if end is not None:
+                lags[f"{topic}/{partition}"] = max(0, end - offset - 1)
+        return lags
+
+    def snapshot(self, *, model_version: str | None, lag: dict[str, int]) -> dict:
+        """Everything as plain values, for the metrics view."""
+        return {
+            "uptime_s": round(time.time() - self.started, 1),
+            "events": dict(self.counts),
+            "dead_letters": dict(self.dlq_codes),
+            "latency_ms": self.latency_percentiles(),
+            "consumer_lag": lag,
+            "consumer_lag_total": sum(lag.values()),
+            "model_version": model_version,
+        }
