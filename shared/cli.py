@@ -14,6 +14,7 @@ from shared.topics import ensure_topics, project_topics
 #: Subcommands implemented elsewhere: name -> (module with add_arguments/run, help).
 _JOBS = {
     "synthetic": ("batch.synthetic", "write a synthetic shop's events and ground truth"),
+    "produce": ("batch.produce", "replay an event file or a synthetic shop into the events topic"),
     "retrain": ("batch.retrain", "train ALS on the event log and publish a model version"),
     "stream": ("stream.worker", "run a stream worker (Faust agent, RocksDB tables, web views)"),
 }

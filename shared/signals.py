@@ -14,6 +14,7 @@ Example
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -44,6 +45,10 @@ class SignalWeights:
         """Plain values, for a model's ``meta.json``."""
         return asdict(self)
 
+    @cached_property
+    def _base(self) -> np.ndarray:
+        return self.by_type_code()
+
     def by_type_code(self) -> np.ndarray:
         """Base weight indexed by event type code."""
         table = np.zeros(len(EVENT_TYPE_CODES), dtype=np.float32)
@@ -58,14 +63,14 @@ class SignalWeights:
         of their base weight.
         """
         type_codes = np.asarray(type_codes)
-        r = self.by_type_code()[type_codes]
+        r = self._base[type_codes]
         dwell = np.clip(np.asarray(dwell_ms, dtype=np.float32), 0, self.dwell_cap_ms)
         is_view = type_codes == EVENT_TYPE_CODES["view"]
         return (r + np.where(is_view, self.dwell * dwell / self.dwell_cap_ms, 0.0)).astype(np.float32)
 
     def preference_one(self, type_code: int, dwell_ms: int | None) -> float:
         """r of a single event (the stream worker's per-event path)."""
-        r = float(self.by_type_code()[type_code])
+        r = float(self._base[type_code])
         if type_code == EVENT_TYPE_CODES["view"] and dwell_ms is not None and dwell_ms > 0:
             r += self.dwell * min(dwell_ms, self.dwell_cap_ms) / self.dwell_cap_ms
         return r

@@ -6,24 +6,32 @@ import sys
 
 def add_arguments(parser) -> None:
     """Options of ``recsys stream``."""
-    parser.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    parser.add_argument("--loglevel", default="info",
+                        choices=["crit", "error", "warn", "info", "debug"])
 
 
 def run(args, settings) -> int:
-    """Start a worker on ``settings``; returns when it stops."""
+    """Create the topics, load the newest model, and run a worker until it is stopped."""
     from shared.cli import ensure_broker
-    from shared.topics import ensure_topics, project_topics
+    from shared.topics import TopicSpec, ensure_topics, project_topics
 
     bootstrap = ensure_broker(settings)
-    ensure_topics(bootstrap, project_topics(settings), replication_factor=settings.replication_factor)
     import stream.views  # noqa: F401  (registers the agent, the model watcher and the views)
-    from stream.app import app, models
+    from stream.app import app, models, sessions, users
 
+    # The tables' changelogs are created here, before Faust starts, with the
+    # partitions of the events topic: a changelog Faust creates itself can be
+    # seen with 0 partitions by its consumer's metadata snapshot, and every
+    # table write then fails with PartitionsMismatch until the next rebalance.
+    changelogs = [TopicSpec(table.changelog_topic_name, settings.events_partitions,
+                            {"cleanup.policy": "compact"}) for table in (users, sessions)]
+    ensure_topics(bootstrap, project_topics(settings) + changelogs,
+                  replication_factor=settings.replication_factor)
     if not models.load_latest():
         print(f"recsys stream: no model in {settings.model_dir} yet; lists stay empty "
               f"(strategy no_model) until one is announced on {settings.model_updates_topic}",
               file=sys.stderr)
-
-    sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel, "--web-port", str(settings.web_port)]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel,
+                "--web-port", str(settings.web_port)]
     app.main()
     return 0

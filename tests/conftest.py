@@ -34,7 +34,7 @@ def kafka_bootstrap() -> str:
     shutil.rmtree(broker.state_dir, ignore_errors=True)
 
 
-@pytest.fixture(name="free_port")
+@pytest.fixture(name="free_port", scope="session")
 def free_port_fixture():
     """The :func:`free_port` function, for tests that start servers of their own."""
     return free_port

@@ -1,0 +1,284 @@
+"""Benchmark the stream worker through a real Kafka broker.
+
+In one run, on the same pre-produced synthetic events:
+
+(a) ``throughput_eps``: one worker process (``recsys stream``) turning events
+    into recommendations, from its first recommendation to its last
+    (broker timestamps of the recommendation messages);
+    ``baseline_eps``: a bare confluent-kafka consume -> produce loop doing no work;
+    ``faust_noop_eps``: a Faust agent that does no work, the framework's ceiling;
+(b) ``latency_ms``: events offered at a fixed rate to a running worker, from
+    each event's produce time to its recommendation's arrival at a consumer.
+
+Writes ``benchmarks/results/stream.json``::
+
+    python benchmarks/stream.py [--events 100000] [--rate 1000] [--seconds 20]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from batch.retrain import params_from_settings, retrain  # noqa: E402
+from batch.synthetic import generate_columns, write_jsonl  # noqa: E402
+from shared.broker import KAFKA_VERSION, LocalBroker  # noqa: E402
+from shared.config import load_settings  # noqa: E402
+from shared.topics import TopicSpec, ensure_topics  # noqa: E402
+
+NOOP_APP = Path(__file__).with_name("faust_noop_app.py")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def synthetic_messages(n: int, seed: int, work: Path) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs of ``n`` synthetic events in the event contract, keyed by user id."""
+    path = work / f"events-{seed}-{n}.jsonl"
+    write_jsonl(path, n, seed=seed)
+    out = []
+    for line in path.read_bytes().splitlines():
+        event = json.loads(line)
+        out.append(((event.get("user_id") or event["session_id"]).encode(), line))
+    return out
+
+
+def produce_all(bootstrap: str, topic: str, messages, rate: float | None = None) -> dict[bytes, float]:
+    """Send ``messages``; at ``rate`` events/s when given. Returns event_id -> send time."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5 if rate is None else 0,
+                         "enable.idempotence": True})
+    sent = {}
+    started = time.perf_counter()
+    for i, (key, value) in enumerate(messages):
+        if rate is not None:
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent[json.loads(value)["event_id"]] = time.time()
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return sent
+
+
+def consume_count(bootstrap: str, topic: str, n: int, timeout_s: float,
+                  on_message=None) -> list[float]:
+    """Broker timestamps (s) of the first ``n`` messages on ``topic``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    stamps = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(stamps) < n and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.5):
+                if message.error():
+                    continue
+                stamps.append(message.timestamp()[1] / 1000.0)
+                if on_message is not None:
+                    on_message(message)
+    finally:
+        consumer.close()
+    return stamps
+
+
+def rate_between(stamps: list[float]) -> float:
+    """Messages per second from the first to the last timestamp."""
+    if len(stamps) < 2:
+        return 0.0
+    return (len(stamps) - 1) / max(max(stamps) - min(stamps), 1e-9)
+
+
+def worker_env(bootstrap: str, run: str, store: Path, tables: Path) -> dict:
+    return dict(os.environ, KAFKA_BOOTSTRAP=bootstrap, RECSYS_EVENTS_TOPIC=f"{run}-events",
+                RECSYS_RECOMMENDATIONS_TOPIC=f"{run}-recs", RECSYS_DLQ_TOPIC=f"{run}-dlq",
+                RECSYS_MODEL_UPDATES_TOPIC=f"{run}-models", RECSYS_APP_ID=run,
+                RECSYS_MODEL_DIR=str(store), RECSYS_TABLE_DIR=str(tables),
+                RECSYS_WEB_PORT=str(free_port()))
+
+
+def start_worker(env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "shared.cli", "stream", "--loglevel", "warn"],
+                            env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def bench_worker(bootstrap, messages, store, work) -> float:
+    run = f"bench-worker-{uuid.uuid4().hex[:6]}"
+    env = worker_env(bootstrap, run, store, work / run)
+    ensure_topics(bootstrap, [TopicSpec(f"{run}-events", 8, {})])
+    produce_all(bootstrap, f"{run}-events", messages)
+    worker = start_worker(env, work / f"{run}.log")
+    try:
+        stamps = consume_count(bootstrap, f"{run}-recs", len(messages), timeout_s=600)
+    finally:
+        stop(worker)
+    if len(stamps) < len(messages):
+        raise SystemExit(f"worker produced {len(stamps)} of {len(messages)} recommendations; "
+                         f"see {work / f'{run}.log'}")
+    return rate_between(stamps)
+
+
+def bench_baseline(bootstrap, messages) -> float:
+    """A bare confluent-kafka consume -> produce loop over the same events."""
+    run = f"bench-base-{uuid.uuid4().hex[:6]}"
+    ensure_topics(bootstrap, [TopicSpec(f"{run}-events", 8, {}), TopicSpec(f"{run}-out", 8, {})])
+    produce_all(bootstrap, f"{run}-events", messages)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": run,
+                         "auto.offset.reset": "earliest"})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    consumer.subscribe([f"{run}-events"])
+    done = 0
+    try:
+        while done < len(messages):
+            for message in consumer.consume(1000, timeout=1.0):
+                if message.error():
+                    continue
+                while True:
+                    try:
+                        producer.produce(f"{run}-out", key=message.key(), value=message.value())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                done += 1
+            producer.poll(0)
+        producer.flush(60)
+    finally:
+        consumer.close()
+    return rate_between(consume_count(bootstrap, f"{run}-out", len(messages), timeout_s=120))
+
+
+def bench_faust_noop(bootstrap, messages, work) -> float:
+    """A Faust agent that forwards nothing and does nothing: the framework's own ceiling."""
+    run = f"bench-noop-{uuid.uuid4().hex[:6]}"
+    ensure_topics(bootstrap, [TopicSpec(f"{run}-events", 8, {})])
+    produce_all(bootstrap, f"{run}-events", messages)
+    result = work / f"{run}.json"
+    env = dict(os.environ, NOOP_BOOTSTRAP=bootstrap, NOOP_TOPIC=f"{run}-events", NOOP_APP_ID=run,
+               NOOP_EVENTS=str(len(messages)), NOOP_RESULT=str(result),
+               NOOP_DATADIR=str(work / run))
+    process = subprocess.Popen([sys.executable, str(NOOP_APP), "worker", "--loglevel", "warn",
+                                "--web-port", str(free_port())], env=env, cwd=ROOT,
+                               stdout=(work / f"{run}.log").open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while not result.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stop(process)
+    if not result.exists():
+        raise SystemExit(f"the no-op Faust agent did not finish; see {work / f'{run}.log'}")
+    return json.loads(result.read_text())["eps"]
+
+
+def bench_latency(bootstrap, messages, store, work, rate: float) -> dict:
+    run = f"bench-latency-{uuid.uuid4().hex[:6]}"
+    env = worker_env(bootstrap, run, store, work / run)
+    ensure_topics(bootstrap, [TopicSpec(f"{run}-events", 8, {}), TopicSpec(f"{run}-recs", 8, {})])
+    worker = start_worker(env, work / f"{run}.log")
+    # Warm up: wait until the worker answers, so start-up is not counted as latency.
+    produce_all(bootstrap, f"{run}-events", messages[:50])
+    consume_count(bootstrap, f"{run}-recs", 50, timeout_s=120)
+    arrivals: dict[str, float] = {}
+
+    def on_message(message):
+        arrivals[json.loads(message.value())["event_id"]] = time.time()
+
+    import threading
+    measured = messages[50:]
+    reader = threading.Thread(target=consume_count, args=(bootstrap, f"{run}-recs", len(messages),
+                                                          len(measured) / rate + 60, on_message))
+    reader.start()
+    sent = produce_all(bootstrap, f"{run}-events", measured, rate=rate)
+    reader.join()
+    stop(worker)
+    latencies = np.array([(arrivals[e] - t) * 1000.0 for e, t in sent.items() if e in arrivals])
+    return {"p50": round(float(np.percentile(latencies, 50)), 2),
+            "p90": round(float(np.percentile(latencies, 90)), 2),
+            "p99": round(float(np.percentile(latencies, 99)), 2),
+            "max": round(float(latencies.max()), 2), "measured": int(len(latencies)),
+            "missing": int(len(sent) - len(latencies))}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--train-events", type=int, default=500_000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stream.json"))
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    work = Path(tempfile.mkdtemp(prefix="recsys-bench-stream-"))
+    broker = None
+    if "KAFKA_BOOTSTRAP" in os.environ:
+        bootstrap = os.environ["KAFKA_BOOTSTRAP"]
+    else:
+        broker = LocalBroker(home=Path(settings.kafka_home).expanduser(), port=free_port(),
+                             controller_port=free_port())
+        print(broker.start(), file=sys.stderr)
+        bootstrap = broker.bootstrap
+    try:
+        store = work / "models"
+        columns, _ = generate_columns(args.train_events, seed=1)
+        retrain(columns, store, progress=False, **params_from_settings(settings))
+        messages = synthetic_messages(args.events, seed=2, work=work)
+        print(f"{len(messages):,} events ready", file=sys.stderr)
+        baseline = bench_baseline(bootstrap, messages)
+        print(f"baseline consume->produce: {baseline:,.0f} events/s", file=sys.stderr)
+        noop = bench_faust_noop(bootstrap, messages, work)
+        print(f"Faust no-op agent: {noop:,.0f} events/s", file=sys.stderr)
+        throughput = bench_worker(bootstrap, messages, store, work)
+        print(f"worker: {throughput:,.0f} events/s", file=sys.stderr)
+        latency_events = synthetic_messages(int(args.rate * args.seconds) + 50, seed=3, work=work)
+        latency = bench_latency(bootstrap, latency_events, store, work, args.rate)
+        print(f"latency at {args.rate:,.0f} events/s: {latency}", file=sys.stderr)
+    finally:
+        if broker is not None:
+            broker.stop()
+            shutil.rmtree(broker.state_dir, ignore_errors=True)
+    result = {
+        "events": len(messages), "throughput_eps": round(throughput),
+        "baseline_eps": round(baseline), "faust_noop_eps": round(noop),
+        "ratio": round(throughput / baseline, 3), "rate_eps": args.rate,
+        "latency_ms": latency, "kafka_version": KAFKA_VERSION, "cpus": os.cpu_count(),
+        "machine": platform.machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "targets": {"throughput_eps": 5000, "latency_p99_ms": 50},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""``recsys produce``: pacing, the synthetic source and the command line on their own, then
+every valid event delivered once and in order per user through the real broker."""
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections import Counter, defaultdict
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from batch.produce import (MAX_ERRORS_KEPT, Pace, ProduceSummary, ProgressLine, add_arguments,
+                           describe, produce_events, producer_config, run, synthetic_events)
+from batch.readers import ReadReport, iter_events
+from batch.synthetic import ShopParams, write_jsonl
+from shared.config import load_settings
+from shared.events import Event, parse_event
+from shared.topics import TopicSpec, ensure_topics
+
+PARTITIONS = 4
+PARAMS = ShopParams(n_items=200, n_categories=10)
+BAD_ROWS = {  # line index in the file -> (row, reason code)
+    0: (b'{"event_id": "bad-0", "type": "view"', "not_json"),
+    500: (b'{"event_id": "bad-1", "session_id": "s1", "type": "view", "ts": 5}',
+          "missing_field"),
+    1700: (b'{"event_id": "bad-2", "session_id": "s1", "item_id": "i1", "type": "view",'
+           b' "ts": "2024-01-01T00:00:00"}', "bad_timestamp"),
+}
+RETAILROCKET = b"\n".join([
+    b"timestamp,visitorid,event,itemid,transactionid",
+    b"1433221332117,257597,view,355908,",
+    b"1433224214164,992329,view,248676,",
+    b"1433221999827,257597,addtocart,355908,",
+    b"1433222276276,257597,wishlist,355908,",           # unknown_type
+    b"1433223236124,992329,transaction,248676,4000",
+    b"1433221955914,,view,111016,",                     # empty_field
+    b"1433221955915,121688,view,111016",                # bad_columns
+    b"1433221955916,121688,view,111016,",
+]) + b"\n"
+
+
+def _command(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+# --- without a broker -----------------------------------------------------------------
+
+def test_rate_spaces_events_evenly_from_the_first():
+    pace = Pace(rate=400)
+    assert [pace.due_s(i, ts_ms=0, first_ts_ms=0) for i in (0, 1, 200)] == [0.0, 0.0025, 0.5]
+
+
+def test_speedup_follows_event_time_and_sends_older_events_at_once():
+    pace = Pace(speedup=10)
+    assert pace.due_s(5, ts_ms=61_000, first_ts_ms=1_000) == 6.0
+    assert pace.due_s(6, ts_ms=0, first_ts_ms=1_000) < 0
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"rate": 1, "speedup": 1}, {"rate": 0}, {"speedup": -2},
+                                    {"rate": float("nan")}])
+def test_pace_needs_exactly_one_positive_setting(kwargs):
+    with pytest.raises(ValueError):
+        Pace(**kwargs)
+
+
+def test_synthetic_events_are_those_of_the_written_file(tmp_path):
+    path = tmp_path / "events.jsonl"
+    write_jsonl(path, 2_500, seed=9, params=PARAMS, chunk_events=1_000)
+    drawn = list(synthetic_events(2_500, seed=9, params=PARAMS, chunk_events=1_000))
+    assert drawn == list(iter_events(path))
+    assert len({event.user_id for event in drawn}) > 20
+
+
+def test_synthetic_events_check_their_arguments_at_once():
+    with pytest.raises(ValueError):
+        synthetic_events(-1, seed=0)
+
+
+def test_undeliverable_events_are_counted_and_reported(free_port):
+    """No broker listens: every message times out and says so; none is silently dropped."""
+    producer = Producer(producer_config(f"127.0.0.1:{free_port()}", **{
+        "message.timeout.ms": 300, "log_level": 0}))
+    events = [Event(f"e{k}", "u1", "s1", "i1", "view", 0, 1_000 + k) for k in range(20)]
+    summary = produce_events(producer, "events", events)
+    assert (summary.sent, summary.delivered, summary.failed, summary.ok) == (20, 0, 20, False)
+    assert len(summary.errors) == MAX_ERRORS_KEPT
+    assert all("timed out" in error for error in summary.errors)
+
+
+def test_summary_lines_name_skipped_rows_and_errors():
+    summary = ProduceSummary(sent=10, delivered=9, failed=1, elapsed_s=2.0,
+                             errors=("events key=b'u1': Local: Message timed out",),
+                             skipped={"not_json": 2, "bad_dwell": 1})
+    assert describe(summary, "events") == [
+        "events: sent 10, delivered 9, failed 1 in 2.0 s (5 events/s)",
+        "skipped rows: bad_dwell 1, not_json 2",
+        "delivery failed: events key=b'u1': Local: Message timed out",
+    ]
+    assert not summary.ok
+
+
+def test_progress_line_rewrites_itself_and_ends_once():
+    stream = io.StringIO()
+    progress = ProgressLine(stream)
+    progress(1_000, 0.5)
+    progress(3_000, 1.0)
+    progress.finish()
+    assert stream.getvalue().count("\r") == 2
+    assert "3,000 events sent  3,000 events/s" in stream.getvalue()
+    assert stream.getvalue().endswith("\n")
+
+
+def test_command_line_takes_a_file_or_a_synthetic_shop():
+    assert _command("events.jsonl", "--rate", "50").rate == 50.0
+    assert _command("--synthetic", "100", "--speedup", "60").speedup == 60.0
+
+
+@pytest.mark.parametrize("argv", [
+    (), ("events.jsonl", "--synthetic", "10"), ("events.jsonl", "--rate", "5", "--speedup", "2"),
+    ("events.jsonl", "--rate", "0"), ("events.jsonl", "--format", "csv"),
+])
+def test_command_line_refuses_ambiguous_or_bad_options(argv, capsys):
+    with pytest.raises(SystemExit):
+        _command(*argv)
+
+
+# --- through the broker -----------------------------------------------------------------
+
+@pytest.fixture
+def topic(kafka_bootstrap, topic_name):
+    ensure_topics(kafka_bootstrap, [TopicSpec(topic_name, PARTITIONS, {})])
+    return topic_name
+
+
+@pytest.fixture
+def settings(kafka_bootstrap, monkeypatch):
+    """Settings of a command run against the test broker, with the test topics' partitions."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka_bootstrap)
+    return load_settings(events_partitions=PARTITIONS)
+
+
+@pytest.fixture(scope="module")
+def event_file(tmp_path_factory):
+    """A synthetic shop's JSON lines with bad rows among them."""
+    path = tmp_path_factory.mktemp("produce") / "events.jsonl"
+    write_jsonl(path, 3_000, seed=4, params=PARAMS, chunk_events=1_000)
+    lines = path.read_bytes().splitlines()
+    for at, (row, _) in sorted(BAD_ROWS.items()):
+        lines.insert(at, row)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def _consume(bootstrap: str, topic: str, expected: int) -> list:
+    """Every message of ``topic`` once ``expected`` have come, plus any that follow within 1 s."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    messages = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(messages) < expected and time.monotonic() < deadline:
+            messages += consumer.consume(1000, timeout=0.5)
+        messages += consumer.consume(1000, timeout=1.0)
+    finally:
+        consumer.close()
+    assert all(message.error() is None for message in messages)
+    return messages
+
+
+def _assert_replayed(messages: list, expected: list[Event]) -> None:
+    """Each expected event exactly once, keyed by user id, in file order per user and partition."""
+    counts = Counter(parse_event(message.value()).event_id for message in messages)
+    assert [event_id for event_id, n in counts.items() if n > 1] == []
+    assert set(counts) == {event.event_id for event in expected}
+    by_id = {event.event_id: event for event in expected}
+    sent_order, partitions = defaultdict(list), defaultdict(set)
+    for message in messages:
+        event = parse_event(message.value())
+        assert message.value() == by_id[event.event_id].to_json_bytes()
+        assert message.key() == event.user_id.encode()
+        sent_order[event.user_id].append(event.event_id)
+        partitions[event.user_id].add(message.partition())
+    file_order = defaultdict(list)
+    for event in expected:
+        file_order[event.user_id].append(event.event_id)
+    assert sent_order == file_order
+    assert all(len(found) == 1 for found in partitions.values())
+
+
+def test_replay_of_a_file_delivers_each_valid_event_once_in_order_per_user(
+        kafka_bootstrap, topic, settings, event_file, capsys):
+    assert run(_command(str(event_file), "--topic", topic), settings) == 0
+
+    expected = list(iter_events(event_file))
+    assert len(expected) == 3_000
+    assert len({event.user_id for event in expected}) > 50
+    _assert_replayed(_consume(kafka_bootstrap, topic, len(expected)), expected)
+    summary = capsys.readouterr().out
+    assert "sent 3,000, delivered 3,000, failed 0" in summary
+    assert "skipped rows: bad_timestamp 1, missing_field 1, not_json 1" in summary
+
+
+def test_replay_of_a_data_set_counts_bad_rows_by_code(kafka_bootstrap, topic, settings,
+                                                      tmp_path, capsys):
+    path = tmp_path / "events.csv"
+    path.write_bytes(RETAILROCKET)
+    assert run(_command(str(path), "--topic", topic), settings) == 0
+
+    expected = list(iter_events(path))
+    assert [event.type for event in expected] == ["view", "view", "add_to_cart", "buy", "view"]
+    _assert_replayed(_consume(kafka_bootstrap, topic, len(expected)), expected)
+    assert "skipped rows: bad_columns 1, empty_field 1, unknown_type 1" in capsys.readouterr().out
+
+
+def test_replay_of_a_synthetic_shop(kafka_bootstrap, topic, settings, capsys):
+    assert run(_command("--synthetic", "500", "--seed", "2", "--topic", topic), settings) == 0
+
+    messages = _consume(kafka_bootstrap, topic, 500)
+    assert sorted(parse_event(m.value()).event_id for m in messages) == sorted(
+        f"e2-{i}" for i in range(500))
+    assert "sent 500, delivered 500, failed 0" in capsys.readouterr().out
+
+
+def test_produce_events_reports_what_the_reader_skipped(kafka_bootstrap, topic, event_file):
+    report = ReadReport()
+    summary = produce_events(kafka_bootstrap, topic, iter_events(event_file, report=report))
+    assert (summary.sent, summary.delivered, summary.failed, summary.ok) == (3_000, 3_000, 0, True)
+    assert report.rows_bad == Counter(code for _, code in BAD_ROWS.values())
+
+
+def test_rate_is_not_exceeded(kafka_bootstrap, topic, event_file):
+    events = list(iter_events(event_file))[:200]
+    started = time.monotonic()
+    summary = produce_events(kafka_bootstrap, topic, events, rate=400)
+    assert time.monotonic() - started >= 199 / 400
+    assert summary.elapsed_s >= 199 / 400
+    assert summary.ok and summary.delivered == 200
+
+
+def test_speedup_follows_event_times(kafka_bootstrap, topic):
+    events = [Event(f"e{k}", f"u{k % 3}", "s", "i", "view", 0, 1_000_000 + 100 * k)
+              for k in range(11)]  # one second of event time
+    summary = produce_events(kafka_bootstrap, topic, events, speedup=2.0)
+    assert summary.elapsed_s >= 0.5
+    assert summary.ok
+    _assert_replayed(_consume(kafka_bootstrap, topic, 11), events)
