@@ -28,6 +28,9 @@ with ``strict=True`` the first one raises :class:`BadRowError` instead. Blank
 lines are skipped, not counted. A file of an unknown format, or with the wrong
 header, raises :class:`FormatError` at once.
 
+Other sources of parsed events, such as the ``events`` topic
+(:mod:`batch.event_log`), build their columns with :class:`ColumnsBuilder`.
+
 Example
 -------
 >>> columns, report = read_events(REFERENCE_DATA_DIR / "yoochoose-100k" / "test.txt")
@@ -42,7 +45,7 @@ import os
 from dataclasses import dataclass, field
 from itertools import compress
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -251,7 +254,23 @@ class _Vocabulary:
         return np.array(list(self._codes), dtype=str)
 
 
-class _ColumnsBuilder:
+class ColumnsBuilder:
+    """Builds :class:`EventColumns` a chunk at a time, interning ids in order of first appearance.
+
+    Memory holds the codes of the events added so far and the vocabularies,
+    not the chunks.
+
+    Examples
+    --------
+    >>> from shared.events import Event
+    >>> builder = ColumnsBuilder()
+    >>> builder.add_events([Event("e1", "u1", "s1", "i7", "view", 0, 1000),
+    ...                     Event("e2", "u2", "s2", "i7", "buy", 3, 2000)])
+    >>> columns = builder.build()
+    >>> columns.user.tolist(), columns.item_ids.tolist()
+    ([0, 1], ['i7'])
+    """
+
     def __init__(self):
         self.users, self.sessions, self.items, self.categories = (
             _Vocabulary(), _Vocabulary(), _Vocabulary(), _Vocabulary())
@@ -259,16 +278,27 @@ class _ColumnsBuilder:
         self.parts: dict[str, list[np.ndarray]] = {
             name: [] for name in ("user", "session", "item", "type", "ts_ms", "dwell_ms")}
 
-    def add(self, chunk: _Chunk) -> None:
-        item = self.items.encode(chunk.item)
-        dwell_ms = (np.full(len(item), -1, np.int32) if chunk.dwell_ms is None
-                    else chunk.dwell_ms.astype(np.int32))
-        for name, values in (("user", self.users.encode(chunk.user)),
-                             ("session", self.sessions.encode(chunk.session)),
-                             ("item", item), ("type", chunk.type.astype(np.int8)),
-                             ("ts_ms", chunk.ts_ms.astype(np.int64)), ("dwell_ms", dwell_ms)):
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Append parsed events, in order."""
+        self._append(**_event_arrays(events))
+
+    def _add_chunk(self, chunk: _Chunk) -> None:
+        """Append the good rows of one chunk of a file."""
+        self._append(user=chunk.user, session=chunk.session, item=chunk.item, type=chunk.type,
+                     ts_ms=chunk.ts_ms, dwell_ms=chunk.dwell_ms, category=chunk.category)
+
+    def _append(self, *, user: np.ndarray, session: np.ndarray, item: np.ndarray,
+                type: np.ndarray, ts_ms: np.ndarray, dwell_ms: np.ndarray | None,
+                category: np.ndarray | None) -> None:
+        item = self.items.encode(item)
+        dwell_ms = (np.full(len(item), -1, np.int32) if dwell_ms is None
+                    else dwell_ms.astype(np.int32))
+        for name, values in (("user", self.users.encode(user)),
+                             ("session", self.sessions.encode(session)),
+                             ("item", item), ("type", type.astype(np.int8)),
+                             ("ts_ms", ts_ms.astype(np.int64)), ("dwell_ms", dwell_ms)):
             self.parts[name].append(values)
-        self._note_categories(item, chunk.category)
+        self._note_categories(item, category)
 
     def _note_categories(self, item: np.ndarray, category: np.ndarray | None) -> None:
         """An item's category is the last one seen for it."""
@@ -284,6 +314,7 @@ class _ColumnsBuilder:
         self.item_category[last_items] = codes[first_in_reversed]
 
     def build(self) -> EventColumns:
+        """The columns of every event added so far."""
         dtypes = {"user": np.int64, "session": np.int64, "item": np.int64, "type": np.int8,
                   "ts_ms": np.int64, "dwell_ms": np.int32}
         arrays = {name: np.concatenate(parts) if parts else np.empty(0, dtypes[name])
@@ -295,11 +326,11 @@ class _ColumnsBuilder:
 
 def _read_columns(sources: list[tuple[Path, str]], *, strict: bool, chunk_rows: int,
                   limits: EventLimits) -> tuple[EventColumns, ReadReport]:
-    builder, report = _ColumnsBuilder(), ReadReport()
+    builder, report = ColumnsBuilder(), ReadReport()
     for path, fmt in sources:
         for chunk in _chunks(path, fmt, strict=strict, chunk_rows=chunk_rows, limits=limits,
                              report=report):
-            builder.add(chunk)
+            builder._add_chunk(chunk)
     return builder.build(), report
 
 
@@ -530,17 +561,20 @@ def _jsonl(lines: list[bytes], rows: _Rows, limits: EventLimits) -> _Chunk:
         except EventError as error:
             rows.ok[i] = False
             rows.record(error.code, rows.line_no[i:i + 1], error.message)
-    return _Chunk(
-        line_no=rows.line_no[rows.ok],
-        user=np.array([e.user_id for e in events], dtype=str),
-        session=np.array([e.session_id for e in events], dtype=str),
-        item=np.array([e.item_id for e in events], dtype=str),
-        type=np.array([e.type_code for e in events], dtype=np.int8),
-        ts_ms=np.array([e.ts_ms for e in events], dtype=np.int64),
-        dwell_ms=np.array([-1 if e.dwell_ms is None else e.dwell_ms for e in events],
-                          dtype=np.int32),
-        category=np.array([e.category or "" for e in events], dtype=str),
-        events=events)
+    return _Chunk(line_no=rows.line_no[rows.ok], events=events, **_event_arrays(events))
+
+
+def _event_arrays(events: Sequence[Event]) -> dict[str, np.ndarray]:
+    """The columns of parsed events, named as :class:`_Chunk` names them."""
+    return {
+        "user": np.array([e.user_id for e in events], dtype=str),
+        "session": np.array([e.session_id for e in events], dtype=str),
+        "item": np.array([e.item_id for e in events], dtype=str),
+        "type": np.array([e.type_code for e in events], dtype=np.int8),
+        "ts_ms": np.array([e.ts_ms for e in events], dtype=np.int64),
+        "dwell_ms": np.array([-1 if e.dwell_ms is None else e.dwell_ms for e in events],
+                             dtype=np.int32),
+        "category": np.array([e.category or "" for e in events], dtype=str)}
 
 
 #: Every format by name.

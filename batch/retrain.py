@@ -5,6 +5,16 @@ ALS, each item's neighbours and the popularity (:mod:`batch.neighbours`), then
 an atomic save (:mod:`shared.model_store`) and pruning of old versions.
 :func:`retrain` takes events as :class:`~batch.columns.EventColumns` from any
 source and records what the caller says about that source in meta.json.
+Users and items are put in id order first, so a model depends on the events
+alone, not on the order a file or a topic's partitions gave them in.
+
+``recsys retrain`` (:class:`RetrainJob`) reads everything retained on the
+``events`` topic (:mod:`batch.event_log`) or an event file, trains, saves and
+announces the version on ``model-updates`` (:func:`announce`), for stream
+workers to hot-swap. With ``--every`` or ``--cron`` it keeps running
+(:mod:`batch.schedule`): a run when the topic holds no event the newest
+version has not seen is skipped, a failed run is logged and the next slot
+tried, and SIGINT or SIGTERM stops it between runs.
 
 ALS is ``implicit``'s: the matrix holds c_ui = 1 + alpha * r_ui and
 ``implicit``'s own ``alpha`` stays 1.0 (see :mod:`batch.matrix`);
@@ -14,6 +24,10 @@ solvers add λ to the diagonal of YᵀY).
 """
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import logging
 import sys
 import time
 from contextlib import contextmanager
@@ -24,18 +38,30 @@ from pathlib import Path
 import implicit
 import implicit.cpu.als
 import numpy as np
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from threadpoolctl import threadpool_limits
 
 from batch.columns import EventColumns
+from batch.event_log import (GROUP_ID, EventLogError, end_offsets_of, read_topic,
+                             topic_offsets)
 from batch.matrix import Interactions, build_interactions
 from batch.neighbours import (cooccurrence_neighbours, popularity, sequence_neighbours,
                               similar_by_cosine)
+from batch.readers import BadRowError, FormatError, detect_format, read_events
+from batch.schedule import (Cron, Every, ScheduleError, parse_interval, run_periodically,
+                            stop_on_signals)
+from shared.events import EventLimits
+from shared.messages import MessageError, model_update_message, parse_model_update
 from shared.model import Model
-from shared.model_store import ModelError, new_version, prune, save_model
+from shared.model_store import (META_FILE, ModelError, latest_version, new_version, prune,
+                                save_model)
 from shared.signals import SignalWeights
+from shared.topics import ensure_topics, project_topics
 
 #: Steps of :func:`train_model`, in order; ``meta["timings_s"]`` has one entry each.
 STEPS = ("matrix", "als", "similar", "cooccurrence", "sequence", "popularity")
+#: Key of every model-updates message: compaction keeps the latest announcement.
+MODEL_UPDATE_KEY = b"model"
 
 
 class RetrainError(ValueError):
@@ -127,6 +153,7 @@ def train_model(columns: EventColumns, *, weights: SignalWeights, factors: int,
     steps = _Steps(progress)
     _check_columns(columns)
     with steps.step("matrix"):
+        columns = _in_id_order(columns)
         interactions = build_interactions(columns, weights)
     _check_interactions(columns, interactions)
     with steps.step("als"):
@@ -223,30 +250,295 @@ def summary(model: Model, path: Path, *, save_s: float, pruned: list[str]) -> st
     return "\n".join(lines)
 
 
+class AnnounceError(RuntimeError):
+    """A version was saved but its announcement on the model-updates topic was not delivered."""
+
+
+def announce(version: str, path: str | Path, *, created_at: int, bootstrap: str, topic: str,
+             timeout_s: float = 30.0) -> None:
+    """Announce a saved version on the model-updates topic and wait for the broker's ack.
+
+    The message (:func:`shared.messages.model_update_message`) has the key
+    :data:`MODEL_UPDATE_KEY`, so a compacted topic keeps the latest only.
+
+    Parameters
+    ----------
+    version : str
+    path : str or Path
+        The version's directory; announced as an absolute path.
+    created_at : int
+        When the version was made, epoch ms.
+    bootstrap, topic : str
+    timeout_s : float
+        How long delivery may take.
+
+    Raises
+    ------
+    AnnounceError
+        When the message is not delivered in time or the broker refuses it.
+    """
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                         "acks": "all", "message.timeout.ms": int(timeout_s * 1000)})
+    errors = []
+    producer.produce(topic, key=MODEL_UPDATE_KEY,
+                     value=model_update_message(version, str(Path(path).resolve()), created_at),
+                     on_delivery=lambda error, message: errors.append(error) if error else None)
+    undelivered = producer.flush(timeout_s)
+    if errors or undelivered:
+        reason = errors[0].str() if errors else f"not delivered within {timeout_s:g} s"
+        raise AnnounceError(f"version {version} is saved in {path} but announcing it on"
+                            f" {topic!r} at {bootstrap} failed: {reason}")
+
+
+def last_announced(bootstrap: str, topic: str, *, timeout_s: float = 10.0) -> str | None:
+    """The version in the newest message on the model-updates topic; None when there is none.
+
+    Raises
+    ------
+    AnnounceError
+        When the topic cannot be read.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP_ID,
+                         "enable.auto.commit": False})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
+        if high <= low:
+            return None
+        consumer.assign([TopicPartition(topic, 0, high - 1)])
+        message = consumer.poll(timeout_s)
+    except KafkaException as exc:
+        raise AnnounceError(f"cannot read {topic!r} at {bootstrap}: {exc.args[0].str()}") from None
+    finally:
+        consumer.close()
+    if message is None or message.error() is not None:
+        raise AnnounceError(f"the newest message on {topic!r} at {bootstrap} did not arrive"
+                            f" within {timeout_s:g} s")
+    try:
+        return parse_model_update(message.value())["version"]
+    except MessageError:
+        return None
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """One retrain as ``recsys retrain`` makes it: read the events, train, save, announce.
+
+    Attributes
+    ----------
+    store_dir : Path
+        The model store.
+    train : dict
+        Keyword arguments of :func:`train_model` (see :func:`params_from_settings`).
+    keep_versions : int
+    bootstrap : str or None
+        Kafka bootstrap servers, to read the topic or announce.
+    events_topic : str
+        Read when ``input`` is None.
+    input, format : str or None
+        An event file, and its format (detected when None), to read instead.
+    announce_topic : str or None
+        Where each new version is announced (model-updates); None: nowhere.
+    limits : EventLimits
+        Bounds on events' size, dwell, price and quantity.
+    progress : bool
+        Report reading and training on stderr.
+    """
+
+    store_dir: Path
+    train: dict
+    keep_versions: int = 3
+    bootstrap: str | None = None
+    events_topic: str = "events"
+    input: str | None = None
+    format: str | None = None
+    announce_topic: str | None = None
+    limits: EventLimits = EventLimits()
+    progress: bool = True
+
+    def __call__(self) -> tuple[Model, Path]:
+        """Read, train, save and announce; the new model and its directory.
+
+        Raises
+        ------
+        RetrainError, EventLogError, FormatError, BadRowError, OSError
+            Before the store is touched.
+        ModelError
+            When the save fails.
+        AnnounceError
+            When the version is saved but its announcement failed.
+        """
+        columns, source = self.read()
+        model, path = retrain(columns, self.store_dir, keep_versions=self.keep_versions,
+                              source=source, progress=self.progress, **self.train)
+        if self.announce_topic is not None:
+            self._announce(model.meta, path)
+        return model, path
+
+    def read(self) -> tuple[EventColumns, dict]:
+        """The events to train on, and what meta.json records about their source."""
+        if self.input is not None:
+            return _read_file(self.input, self.format, self.limits)
+        columns, report, source = read_topic(self.bootstrap, self.events_topic,
+                                             limits=self.limits, progress=self.progress)
+        if report.rows_read == 0:
+            raise RetrainError(f"topic {self.events_topic!r} at {self.bootstrap} holds no events;"
+                               f" produce some (recsys produce) before retraining")
+        if len(columns) == 0:
+            raise RetrainError(f"none of the {report.rows_read:,} messages on"
+                               f" {self.events_topic!r} is a valid event: {report.rows_bad}")
+        return columns, source
+
+    def scheduled(self) -> str:
+        """One run of the periodic mode: skipped when no event arrived since the newest version.
+
+        A skipped run announces the newest version when the model-updates topic
+        has not heard of it (its announcement failed before).
+
+        Returns
+        -------
+        str
+            What the run did, for the log.
+        """
+        meta = self._unchanged_meta()
+        if meta is None:
+            model, _ = self()
+            counts = model.meta["counts"]
+            announced = f"; announced on {self.announce_topic!r}" if self.announce_topic else ""
+            return (f"published version {model.version} from {counts['events_used']:,} of"
+                    f" {counts['events_read']:,} events, {counts['items']:,} items{announced}")
+        version = meta["version"]
+        outcome = f"skipped: no new events on {self.events_topic!r} since version {version}"
+        if self.announce_topic is not None:
+            last = last_announced(self.bootstrap, self.announce_topic)
+            if last is None or last < version:
+                self._announce(meta, Path(self.store_dir) / version)
+                outcome += f"; announced it on {self.announce_topic!r}, where it was missing"
+        return outcome
+
+    def _unchanged_meta(self) -> dict | None:
+        """The newest version's meta when it was trained on every event the topic holds now."""
+        version = latest_version(self.store_dir)
+        if version is None or self.input is not None:
+            return None
+        try:
+            meta = json.loads((Path(self.store_dir) / version / META_FILE).read_text())
+            source = meta["data"]["source"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        now = end_offsets_of(topic_offsets(self.bootstrap, self.events_topic))
+        unchanged = (source.get("kind") == "topic" and source.get("topic") == self.events_topic
+                     and source.get("end_offsets") == now)
+        return meta if unchanged else None
+
+    def _announce(self, meta: dict, path: Path) -> None:
+        created_at = int(datetime.fromisoformat(meta["created_at"]).timestamp() * 1000)
+        announce(meta["version"], path, created_at=created_at, bootstrap=self.bootstrap,
+                 topic=self.announce_topic)
+        if self.progress:
+            print(f"retrain: announced version {meta['version']} on {self.announce_topic!r}",
+                  file=sys.stderr, flush=True)
+
+
 def add_arguments(parser) -> None:
     """Options of ``recsys retrain``."""
-    parser.add_argument("--input", required=True, help="event log or data set to train on")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--from-topic", action="store_true",
+                        help="read every event retained on the events topic"
+                             " (RECSYS_EVENTS_TOPIC); the default without --input")
+    source.add_argument("--input", help="an event log or data set file to train on instead")
     parser.add_argument("--format", default=None,
-                        help="input format (see batch.readers); default: detected from the file")
+                        help="format of --input (see batch.readers); default: detected")
     parser.add_argument("--store", default=None,
                         help="model store directory (default: RECSYS_MODEL_DIR)")
+    parser.add_argument("--announce", action=argparse.BooleanOptionalAction, default=None,
+                        help="announce the new version on the model-updates topic"
+                             " (default: yes when reading the topic, no with --input)")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--every", type=_schedule_arg(lambda text: Every(parse_interval(text))),
+                      metavar="INTERVAL",
+                      help="retrain periodically, the first time at once: 90s, 30m, 2h")
+    when.add_argument("--cron", type=_schedule_arg(Cron.parse), metavar="'M H DOM MON DOW'",
+                      help="retrain at the minutes a 5-field cron expression matches, in UTC")
+    parser.add_argument("--max-runs", type=_positive_int, default=None, metavar="N",
+                        help="with --every or --cron: stop after N runs (skipped and failed"
+                             " ones count)")
+
+
+#: Errors a run can meet that leave the store as it was (or, for AnnounceError, saved but
+#: unannounced); the periodic mode logs them and waits for the next slot.
+RUN_ERRORS = (RetrainError, ModelError, EventLogError, AnnounceError, KafkaException, OSError)
 
 
 def run(args, settings) -> int:
-    """``recsys retrain``: read events, train, publish; 2 with the reason when that fails."""
-    from batch.readers import BadRowError, FormatError, detect_format, read_events
-
+    """``recsys retrain``: once, or at each slot of --every or --cron; 2 and why on failure."""
+    schedule = args.every or args.cron
+    if schedule is not None and args.input is not None:
+        return _fail("--every and --cron retrain from the events topic; leave out --input")
+    if args.max_runs is not None and schedule is None:
+        return _fail("--max-runs goes with --every or --cron")
+    if args.format is not None and args.input is None:
+        return _fail("--format goes with --input")
     try:
-        fmt = args.format or detect_format(args.input)
-        columns, report = read_events(args.input, fmt)
-        source = {"kind": "file", "path": str(Path(args.input).resolve()), "format": fmt,
-                  "rows_read": report.rows_read, "rows_bad": dict(report.rows_bad)}
-        retrain(columns, args.store or settings.model_dir, keep_versions=settings.keep_versions,
-                source=source, **params_from_settings(settings))
-    except (OSError, FormatError, BadRowError, RetrainError, ModelError) as exc:
-        print(f"recsys retrain: {exc}", file=sys.stderr)
-        return 2
+        job = _job(args, settings)
+        if schedule is None:
+            job()
+            return 0
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        with stop_on_signals() as stop:
+            run_periodically(job.scheduled, schedule, max_runs=args.max_runs, stop=stop,
+                             survive=RUN_ERRORS)
+    except RUN_ERRORS + (FormatError, BadRowError) as exc:
+        return _fail(exc)
+    except KeyboardInterrupt:
+        return _fail("interrupted")
     return 0
+
+
+def _job(args, settings) -> RetrainJob:
+    """The job ``args`` ask for; starts the local broker when Kafka is needed and none is set."""
+    from shared.cli import ensure_broker
+
+    announce_to = args.announce if args.announce is not None else args.input is None
+    bootstrap = ensure_broker(settings) if args.input is None or announce_to else None
+    if announce_to:
+        ensure_topics(bootstrap, [spec for spec in project_topics(settings)
+                                  if spec.name == settings.model_updates_topic],
+                      replication_factor=settings.replication_factor)
+    return RetrainJob(store_dir=Path(args.store or settings.model_dir),
+                      train=params_from_settings(settings),
+                      keep_versions=settings.keep_versions, bootstrap=bootstrap,
+                      events_topic=settings.events_topic, input=args.input, format=args.format,
+                      announce_topic=settings.model_updates_topic if announce_to else None,
+                      limits=EventLimits.from_settings(settings))
+
+
+def _read_file(path: str, fmt: str | None, limits: EventLimits) -> tuple[EventColumns, dict]:
+    fmt = fmt or detect_format(path)
+    columns, report = read_events(path, fmt, limits=limits)
+    return columns, {"kind": "file", "path": str(Path(path).resolve()), "format": fmt,
+                     "rows_read": report.rows_read, "rows_bad": dict(report.rows_bad)}
+
+
+def _fail(reason) -> int:
+    print(f"recsys retrain: {reason}", file=sys.stderr)
+    return 2
+
+
+def _schedule_arg(parse):
+    """An argparse ``type`` that turns :class:`ScheduleError` into a usage error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ScheduleError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -284,6 +576,30 @@ def _counts(columns: EventColumns, interactions: Interactions, events: _UsedEven
             "nnz": int(interactions.user_items.nnz),
             "sessions": int(np.count_nonzero(np.bincount(events.session)))
             if len(events.session) else 0}
+
+
+def _in_id_order(columns: EventColumns) -> EventColumns:
+    """The same events with user and item codes given in id order.
+
+    ALS starts from random factors drawn row by row, and confidences are summed
+    in an order that follows the item codes, so a model depends on the codes;
+    giving them in id order makes it depend only on the events, not on the
+    order they were read in (a topic's partitions interleave users otherwise
+    than a file does).
+    """
+    user_ids, user, _ = _recode(columns.user_ids, columns.user)
+    item_ids, item, item_order = _recode(columns.item_ids, columns.item)
+    return dataclasses.replace(columns, user=user, user_ids=user_ids, item=item,
+                               item_ids=item_ids, item_category=columns.item_category[item_order])
+
+
+def _recode(ids: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids sorted, codes into them, old code of each new code); unknown codes become -1."""
+    order = np.argsort(ids, kind="stable")
+    # Two spare slots hold -1: clipped codes -1 and len(ids) land on them.
+    new_code = np.full(len(ids) + 2, -1, dtype=np.int64)
+    new_code[order] = np.arange(len(ids))
+    return ids[order], new_code[np.clip(codes, -1, len(ids))], order
 
 
 def _check_columns(columns: EventColumns) -> None:

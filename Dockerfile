@@ -1,0 +1,31 @@
+# The app image: the `recsys` command and its pinned dependencies, run as a non-root user.
+# docker-compose.yml builds it for the periodic retrain (and the other app services):
+#
+#   docker build -t recsys-realtime .
+#   docker run --rm -e KAFKA_BOOTSTRAP=host:9092 recsys-realtime retrain --every 30m
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# implicit's compiled ALS links against OpenMP and the C++ runtime.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 libstdc++6 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY batch ./batch
+COPY stream ./stream
+RUN pip install . \
+    && useradd --create-home --uid 10001 recsys \
+    && mkdir -p /models \
+    && chown recsys:recsys /models
+
+# /models is where a named volume mounts; it starts owned by the user that writes to it.
+USER recsys
+ENTRYPOINT ["recsys"]
+CMD ["--help"]
