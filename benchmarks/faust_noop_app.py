@@ -9,6 +9,11 @@ import time
 
 import faust
 
+from stream import faust_fixes
+
+if os.environ.get("NOOP_FASTPATH", "1") == "1":
+    faust_fixes.install()
+
 app = faust.App(os.environ["NOOP_APP_ID"], broker=f"kafka://{os.environ['NOOP_BOOTSTRAP']}",
                 datadir=os.environ["NOOP_DATADIR"], key_serializer="raw", value_serializer="raw",
                 consumer_auto_offset_reset="earliest")

@@ -40,8 +40,6 @@ from shared.broker import KAFKA_VERSION, LocalBroker  # noqa: E402
 from shared.config import load_settings  # noqa: E402
 from shared.topics import TopicSpec, ensure_topics  # noqa: E402
 
-NOOP_APP = Path(__file__).with_name("faust_noop_app.py")
-
 
 def free_port() -> int:
     import socket
@@ -178,16 +176,18 @@ def bench_baseline(bootstrap, messages) -> float:
     return rate_between(consume_count(bootstrap, f"{run}-out", len(messages), timeout_s=120))
 
 
-def bench_faust_noop(bootstrap, messages, work) -> float:
-    """A Faust agent that forwards nothing and does nothing: the framework's own ceiling."""
+def bench_faust_noop(bootstrap, messages, work, fastpath: bool = True) -> float:
+    """A Faust agent that does nothing: the framework's own ceiling (with or without
+    :mod:`stream.consumer_fastpath`)."""
     run = f"bench-noop-{uuid.uuid4().hex[:6]}"
     ensure_topics(bootstrap, [TopicSpec(f"{run}-events", 8, {})])
     produce_all(bootstrap, f"{run}-events", messages)
     result = work / f"{run}.json"
     env = dict(os.environ, NOOP_BOOTSTRAP=bootstrap, NOOP_TOPIC=f"{run}-events", NOOP_APP_ID=run,
                NOOP_EVENTS=str(len(messages)), NOOP_RESULT=str(result),
-               NOOP_DATADIR=str(work / run))
-    process = subprocess.Popen([sys.executable, str(NOOP_APP), "worker", "--loglevel", "warn",
+               NOOP_DATADIR=str(work / run), NOOP_FASTPATH="1" if fastpath else "0")
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.faust_noop_app", "worker",
+                                "--loglevel", "warn",
                                 "--web-port", str(free_port())], env=env, cwd=ROOT,
                                stdout=(work / f"{run}.log").open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
@@ -256,7 +256,9 @@ def main(argv=None) -> None:
         baseline = bench_baseline(bootstrap, messages)
         print(f"baseline consume->produce: {baseline:,.0f} events/s", file=sys.stderr)
         noop = bench_faust_noop(bootstrap, messages, work)
-        print(f"Faust no-op agent: {noop:,.0f} events/s", file=sys.stderr)
+        noop_upstream = bench_faust_noop(bootstrap, messages, work, fastpath=False)
+        print(f"Faust no-op agent: {noop:,.0f} events/s ({noop_upstream:,.0f} with upstream's "
+              f"consumer hand-off)", file=sys.stderr)
         throughput = bench_worker(bootstrap, messages, store, work)
         print(f"worker: {throughput:,.0f} events/s", file=sys.stderr)
         latency_events = synthetic_messages(int(args.rate * args.seconds) + 50, seed=3, work=work)
@@ -269,6 +271,7 @@ def main(argv=None) -> None:
     result = {
         "events": len(messages), "throughput_eps": round(throughput),
         "baseline_eps": round(baseline), "faust_noop_eps": round(noop),
+        "faust_noop_upstream_eps": round(noop_upstream),
         "ratio": round(throughput / baseline, 3), "rate_eps": args.rate,
         "latency_ms": latency, "kafka_version": KAFKA_VERSION, "cpus": os.cpu_count(),
         "machine": platform.machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -16,6 +16,7 @@ _JOBS = {
     "synthetic": ("batch.synthetic", "write a synthetic shop's events and ground truth"),
     "produce": ("batch.produce", "replay an event file or a synthetic shop into the events topic"),
     "retrain": ("batch.retrain", "train ALS on the event log and publish a model version"),
+    "evaluate": ("batch.evaluate", "evaluate on a data set: original and next-item protocols, report"),
     "stream": ("stream.worker", "run a stream worker (Faust agent, RocksDB tables, web views)"),
 }
 

@@ -127,6 +127,46 @@ class Settings:
         "RECSYS_FILTER_BOUGHT", True, "Leave out items the user already bought.")
     filter_shown: bool = _setting(
         "RECSYS_FILTER_SHOWN", False, "Leave out items already shown in this session.")
+    source_similar: float = _setting(
+        "RECSYS_SOURCE_SIMILAR", 1.0, "Weight of ALS-similar items among the candidates.",
+        check=_non_negative)
+    source_cooc: float = _setting(
+        "RECSYS_SOURCE_COOC", 0.0, "Weight of items seen in the same sessions.",
+        check=_non_negative)
+    source_next: float = _setting(
+        "RECSYS_SOURCE_NEXT", 0.0, "Weight of items that followed the anchor in sessions.",
+        check=_non_negative)
+    source_session: float = _setting(
+        "RECSYS_SOURCE_SESSION", 0.0, "Weight of the session's own recent items.",
+        check=_non_negative)
+    source_similar_decay: float = _setting(
+        "RECSYS_SOURCE_SIMILAR_DECAY", 0.0,
+        "Weight decay per step back of older session items as similar anchors (0 = query only).",
+        check=_unit_interval)
+    source_cooc_decay: float = _setting(
+        "RECSYS_SOURCE_COOC_DECAY", 0.0, "As above, for co-occurrence anchors.",
+        check=_unit_interval)
+    source_next_decay: float = _setting(
+        "RECSYS_SOURCE_NEXT_DECAY", 0.0, "As above, for sequence anchors.", check=_unit_interval)
+    source_session_decay: float = _setting(
+        "RECSYS_SOURCE_SESSION_DECAY", 0.0, "As above, for the session's own items.",
+        check=_unit_interval)
+    source_window: int = _setting(
+        "RECSYS_SOURCE_WINDOW", 10, "Most recent session items used as anchors.",
+        check=_positive)
+    source_pool: int = _setting(
+        "RECSYS_SOURCE_POOL", 200,
+        "Candidates the personal score re-ranks (0 = all).", check=_non_negative)
+    normalisation: str = _setting(
+        "RECSYS_NORMALISATION", "minmax",
+        "How similarity and personal scores are scaled within the candidates: minmax or rank.",
+        check=lambda v: v in ("minmax", "rank"))
+    exclude_query: bool = _setting(
+        "RECSYS_EXCLUDE_QUERY", True, "Leave the item being looked at out of its list.")
+    exclude_session: bool = _setting(
+        "RECSYS_EXCLUDE_SESSION", False, "Leave every item seen in the session out.")
+    session_max: int = _setting(
+        "RECSYS_SESSION_MAX", 50, "Items (and shown items) kept per session.", check=_positive)
     history_max: int = _setting(
         "RECSYS_HISTORY_MAX", 100, "Interactions kept per user for the fold-in.",
         check=_positive)

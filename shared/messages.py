@@ -213,7 +213,10 @@ def parse_model_update(value: bytes) -> dict[str, Any]:
 
 
 def _recommended_item(item: Any) -> dict[str, Any]:
-    item_id, score = (item["item_id"], item["score"]) if isinstance(item, Mapping) else item
+    if type(item) is tuple:  # the worker's case, checked first: isinstance(Mapping) is slow
+        item_id, score = item
+    else:
+        item_id, score = (item["item_id"], item["score"]) if isinstance(item, Mapping) else item
     if not isinstance(item_id, str):
         raise MessageError(f"recommendation: item_id {item_id!r} is not a string")
     score = float(score)

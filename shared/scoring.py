@@ -82,7 +82,7 @@ NORMALISATIONS: tuple[str, ...] = ("minmax", "rank")
 FOLD_IN_POOL = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Recommendation:
     """A ranked list: model item indices, their scores (best first) and the path used.
 
@@ -142,6 +142,7 @@ class SourceWeights:
             raise ValueError("window must be >= 1 and pool >= 0")
         weights = np.array([getattr(self, name) for name in SOURCES], dtype=np.float64)
         object.__setattr__(self, "weight_array", weights)
+        object.__setattr__(self, "_plans", {})
         object.__setattr__(self, "active", tuple(
             (s, float(getattr(self, name)), float(getattr(self, f"{name}_decay")))
             for s, name in enumerate(SOURCES) if getattr(self, name) > 0))
@@ -425,22 +426,16 @@ class ScoringParams:
 
     @classmethod
     def from_settings(cls, settings, **overrides) -> "ScoringParams":
-        """Take the scoring settings from a :class:`shared.config.Settings`.
-
-        Settings this version of the configuration lacks keep their defaults.
-        """
-        defaults = SourceWeights()
-        source_values = {name: getattr(settings, f"source_{name}", getattr(defaults, name))
-                         for name in SourceWeights.__dataclass_fields__}
+        """Take the scoring settings from a :class:`shared.config.Settings`."""
+        sources = SourceWeights(**{name: getattr(settings, f"source_{name}")
+                                   for name in SourceWeights.__dataclass_fields__})
         values = dict(
-            n=settings.n_recommendations, blend=settings.blend,
-            sources=SourceWeights(**source_values),
-            normalisation=getattr(settings, "normalisation", cls.normalisation),
-            exclude_query=getattr(settings, "exclude_query", cls.exclude_query),
-            exclude_session=getattr(settings, "exclude_session", cls.exclude_session),
+            n=settings.n_recommendations, blend=settings.blend, sources=sources,
+            normalisation=settings.normalisation, exclude_query=settings.exclude_query,
+            exclude_session=settings.exclude_session,
             filter_bought=settings.filter_bought, filter_shown=settings.filter_shown,
             history_max=settings.history_max, decay_half_life_s=settings.decay_half_life_s,
-            session_max=getattr(settings, "session_max", cls.session_max))
+            session_max=settings.session_max)
         values.update(overrides)
         return cls(**values)
 
@@ -514,6 +509,7 @@ class _Prepared:
             items = np.where((items >= 0) & (items < n_items), items, n_items)
             scores = np.where(items < n_items, np.maximum(scores, 0), 0).astype(np.float64)
             self.lists.append((items, scores))
+        self.widths = tuple(items.shape[1] for items, _ in self.lists)
 
 
 _prepared: "weakref.WeakKeyDictionary[Model, _Prepared]" = weakref.WeakKeyDictionary()
@@ -845,34 +841,51 @@ def recommend(model: Model, query_item: int, history_items=(), history_confidenc
                           np.concatenate(parts_scores).astype(np.float32), "+".join(names))
 
 
+def _plan(sources: SourceWeights, m: int, widths: tuple) -> tuple[list, np.ndarray]:
+    """Per (sources, number of anchors, list widths): which rows each source reads, the
+    anchor weights, and the source of every merged entry. Cached on ``sources``."""
+    key = (m, widths)
+    cached = sources._plans.get(key)
+    if cached is None:
+        plan, source = [], []
+        for s, _, decay in sources.active:
+            last_only = decay == 0.0 or m == 1
+            n_rows = 1 if last_only else m
+            w = None if last_only else anchor_weights(m, decay)
+            if s < len(widths):
+                plan.append((s, last_only, None if w is None else w[:, None]))
+                source.append(np.full(n_rows * widths[s], s))
+            else:
+                plan.append((s, last_only, np.ones(1) if w is None else w))
+                source.append(np.full(n_rows, s))
+        cached = (plan, np.concatenate(source) if source else np.zeros(0, dtype=np.int64))
+        if len(sources._plans) < 256:
+            sources._plans[key] = cached
+    return cached
+
+
 def _candidates(model: Model, prep: _Prepared, anchors: np.ndarray, sources: SourceWeights,
                 blocked: _Blocked) -> tuple[np.ndarray, np.ndarray]:
     """Merged candidates of all sources and their similarity (weighted, max-normalised sums)."""
     m = len(anchors)
     if m == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    cand_parts, value_parts, source_parts = [], [], []
-    for s, weight, decay in sources.active:
-        if decay == 0.0 or m == 1:  # the newest anchor alone
-            rows, w = anchors[-1:], None
-        else:
-            rows, w = anchors, anchor_weights(m, decay)
+    plan, source = _plan(sources, m, prep.widths)
+    cand_parts, value_parts = [], []
+    for s, last_only, w in plan:
+        rows = anchors[-1:] if last_only else anchors
         if s < len(prep.lists):
             items, scores = prep.lists[s]
             cand_parts.append(items[rows].ravel())
-            values = scores[rows]
-            value_parts.append((values if w is None else values * w[:, None]).ravel())
-            source_parts.append(np.full(values.size, s))
+            value_parts.append((scores[rows] if w is None else scores[rows] * w).ravel())
         else:  # the session's own items
             cand_parts.append(rows)
-            value_parts.append(np.ones(1) if w is None else w)
-            source_parts.append(np.full(len(rows), s))
+            value_parts.append(w)
     if len(cand_parts) == 1:
-        cand, values, source = cand_parts[0], value_parts[0], source_parts[0]
+        cand, values = cand_parts[0], value_parts[0]
     else:
         cand = np.concatenate(cand_parts)
         values = np.concatenate(value_parts)
-        source = np.concatenate(source_parts)
     keep = blocked.allowed(cand)
     cand, values, source = cand[keep], values[keep], source[keep]
     if len(cand) == 0:

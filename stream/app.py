@@ -16,8 +16,10 @@ from shared.config import load_settings
 from shared.events import EventLimits
 from shared.scoring import ScoringParams
 from shared.signals import SignalWeights
+from stream import faust_fixes
 from stream.model_cache import ModelCache
 
+faust_fixes.install()
 settings = load_settings()
 limits = EventLimits.from_settings(settings)
 weights = SignalWeights.from_settings(settings)
