@@ -17,6 +17,7 @@ _JOBS = {
     "produce": ("batch.produce", "replay an event file or a synthetic shop into the events topic"),
     "retrain": ("batch.retrain", "train ALS on the event log and publish a model version"),
     "evaluate": ("batch.evaluate", "evaluate on a data set: original and next-item protocols, report"),
+    "demo": ("stream.demo", "run the whole system end to end on embedded defaults"),
     "stream": ("stream.worker", "run a stream worker (Faust agent, RocksDB tables, web views)"),
 }
 
@@ -48,11 +49,6 @@ def _topics(args, settings: Settings) -> None:
         print(f"{name}: {state}")
 
 
-def _demo(args, settings: Settings) -> None:
-    """The main job on embedded defaults: local broker and topics."""
-    _topics(args, settings)
-
-
 def _config(args, settings: Settings) -> None:
     for name, env, value, doc in settings.describe():
         print(f"{env:34} {value!s:28} {doc}")
@@ -67,8 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.set_defaults(handler=_kafka)
     commands.add_parser("topics", help="create the project's topics (idempotent)"
                         ).set_defaults(handler=_topics)
-    commands.add_parser("demo", help="run the whole system on embedded defaults"
-                        ).set_defaults(handler=_demo)
     commands.add_parser("config", help="list every setting, its variable and value"
                         ).set_defaults(handler=_config)
     for name, (module_name, help_text) in _JOBS.items():

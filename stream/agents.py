@@ -30,7 +30,7 @@ from stream.app import (app, dlq_topic, events_topic, limits, models, recommenda
 from stream.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
-metrics = WorkerMetrics()
+metrics = WorkerMetrics(window=2000)
 
 #: Event ids remembered per user to drop redelivered events.
 RECENT_EVENT_IDS = 64
