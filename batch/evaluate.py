@@ -301,7 +301,6 @@ def replay_next_item(model: Model, columns: EventColumns, params: ScoringParams,
     order = session_order(columns)
     session_ids = columns.session_ids.astype(str)
     item_ids = columns.item_ids.astype(str)
-    user_ids = columns.user_ids.astype(str)
     # Each session's rows in replay order, to know the targets.
     next_row = np.full(len(columns), -1, dtype=np.int64)
     position = np.zeros(len(columns), dtype=np.int64)
@@ -316,6 +315,11 @@ def replay_next_item(model: Model, columns: EventColumns, params: ScoringParams,
         count[code] = position[row] + 1
     type_weight = weights.by_type_code()
     buy = EVENT_TYPE_CODES["buy"]
+    # The item's category, as the worker reads it from the event: it picks the
+    # popular-in-category fall-back when the model does not know the item.
+    category_names = np.asarray(columns.categories).astype(str)
+    item_category = [str(category_names[c]) if 0 <= c < len(category_names) else None
+                     for c in np.asarray(columns.item_category).tolist()]
     histories: dict[int, History] = {}
     sessions: dict[int, Session] = {}
     keys, ranks, lists, scores = [], [], [], []
@@ -342,7 +346,8 @@ def replay_next_item(model: Model, columns: EventColumns, params: ScoringParams,
             histories[user] = history
         session = add_to_session(sessions.get(session_code, Session()), item,
                                  max_len=params.session_max)
-        rec = score_event(model, history, session, item, params)
+        rec = score_event(model, history, session, item, params,
+                          query_category=item_category[columns.item[row]])
         rec_ids = rec.item_ids(model)
         if params.filter_shown:
             session = add_shown(session, rec_ids, max_len=params.session_max)
@@ -687,7 +692,7 @@ def _metric_rows(named: dict[str, dict], ks=KS) -> tuple[list[list], list[str]]:
 
 
 def _markdown(report: dict, plots: list[str]) -> str:
-    out = [f"# Evaluation report", "",
+    out = ["# Evaluation report", "",
            f"Generated {report['generated_at']} by `recsys evaluate`.", ""]
     model = report.get("model", {})
     out += ["## Data and model", "",
@@ -711,7 +716,7 @@ def _markdown(report: dict, plots: list[str]) -> str:
     nxt = report.get("next_item")
     if nxt:
         out += ["## Next-item replay (session-rec protocol)", ""]
-        rows = {f"ours, all positions": nxt["all"]}
+        rows = {"ours, all positions": nxt["all"]}
         if nxt.get("peer_positions"):
             rows["ours, peer positions"] = nxt["peer_positions"]
         for name, m in nxt.get("peers", {}).items():
@@ -825,7 +830,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", nargs=2, metavar=("TRAIN_PART", "VALID_PART"), default=None,
                         help="choose the scoring parameters on these files first (never the test)")
     parser.add_argument("--params", default=None,
-                        help="JSON file of scoring parameters (a report.json's scoring_params)")
+                        help="JSON file of scoring parameters (a report.json's scoring_params; "
+                             "its training parameters and tuning record are taken too)")
     parser.add_argument("--ablations", action="store_true",
                         help="also replay with each candidate source switched off / alone")
 
@@ -844,6 +850,20 @@ def params_from_json(value: dict) -> ScoringParams:
     return ScoringParams(**value)
 
 
+def chosen_by(loaded: dict, params: ScoringParams, training: dict) -> dict | None:
+    """The ``tuning`` record of a loaded report.json when it chose exactly these parameters.
+
+    A report made with ``--params`` from a tuned report then still says how
+    its parameters were chosen (and on which validation figures).
+    """
+    tuning = loaded.get("tuning")
+    if not isinstance(tuning, dict):
+        return None
+    if tuning.get("scoring_params") != params.as_dict() or tuning.get("training") != training:
+        return None
+    return tuning
+
+
 def run(args, settings=None) -> int:
     """``recsys evaluate``: optionally tune on train/valid, fit, evaluate, write the report."""
     from batch.readers import read_events
@@ -851,12 +871,18 @@ def run(args, settings=None) -> int:
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     params = tune_start(settings) if args.tune else ScoringParams.from_settings(settings)
     training = training_from_settings(settings)
+    chosen = None
     if args.params:
         loaded = json.loads(Path(args.params).read_text())
         params = params_from_json(loaded.get("scoring_params", loaded))
         training.update({k: v for k, v in loaded.get("training", {}).items() if k in TRAINING_KEYS})
+        chosen = chosen_by(loaded, params, training)
     report: dict = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "data": {"train": str(args.train), "test": str(args.test)}}
+    if args.params:
+        report["params_file"] = str(args.params)
+    if chosen and not args.tune:
+        report["tuning"] = chosen
     if args.tune:
         report["tuning"] = _tune_on(args.tune, args.format, settings, params, training,
                                     ablate=args.ablations, log=log)

@@ -41,6 +41,12 @@ class SignalWeights:
                    add_to_cart=settings.weight_add_to_cart, buy=settings.weight_buy,
                    alpha=settings.alpha)
 
+    @classmethod
+    def from_meta(cls, meta: dict) -> "SignalWeights | None":
+        """The weights a model was trained with (its ``meta.json``), or None if not recorded."""
+        recorded = meta.get("params", {}).get("signal_weights")
+        return cls(**recorded) if recorded else None
+
     def as_dict(self) -> dict:
         """Plain values, for a model's ``meta.json``."""
         return asdict(self)

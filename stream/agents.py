@@ -52,14 +52,17 @@ def apply_event(event, user_row: dict | None, session_row: dict | None):
     recent = user_row.get("recent", [])
     if event.event_id in recent:
         return None
-    confidence = weights.confidence(weights.preference_one(event.type_code, event.dwell_ms))
-    history = add_to_history(
-        History.from_dict(user_row.get("history")), event.item_id, confidence, event.ts_ms,
-        history_max=scoring.history_max, decay_half_life_s=scoring.decay_half_life_s,
-        bought=event.type == BUY)
+    model = models.model
+    signals = models.weights or weights
+    preference = signals.preference_one(event.type_code, event.dwell_ms)
+    history = History.from_dict(user_row.get("history"))
+    if preference > 0:  # as in the training matrix: an event weighted 0 is no positive
+        history = add_to_history(
+            history, event.item_id, signals.confidence(preference), event.ts_ms,
+            history_max=scoring.history_max, decay_half_life_s=scoring.decay_half_life_s,
+            bought=event.type == BUY)
     session = add_to_session(Session.from_dict(session_row), event.item_id,
                              max_len=scoring.session_max)
-    model = models.model
     rec = None
     if model is not None:
         rec = score_event(model, history, session, event.item_id, scoring,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from shared.model import Model
 from shared.model_store import ModelError, latest_version, load_model
+from shared.signals import SignalWeights
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class ModelCache:
     def __init__(self, store_dir: str | Path):
         self.store_dir = Path(store_dir)
         self.model: Model | None = None
+        #: The signal weights and alpha the current model was trained with.
+        self.weights: SignalWeights | None = None
         self.refused: dict[str, str] = {}
         self.swaps = 0
 
@@ -58,7 +61,7 @@ class ModelCache:
             log.error("refused model %s, still serving %s: %s", version, self.version, exc)
             return False
         _ = model.gram  # precompute YᵀY before the swap, off the scoring path
-        self.model = model
+        self.model, self.weights = model, SignalWeights.from_meta(model.meta)
         self.swaps += 1
         log.warning("now serving model %s (%d items)", version, model.n_items)
         return True

@@ -15,7 +15,7 @@ from batch.synthetic import ShopParams, generate_columns
 from shared.config import load_settings
 from shared.events import EVENT_TYPES
 from shared.model import ARRAY_FIELDS
-from shared.model_store import latest_version, load_latest, load_model, versions
+from shared.model_store import load_latest, load_model, versions
 from shared.signals import SignalWeights
 
 WEIGHTS = SignalWeights(view=0.1, dwell=0.15, dwell_cap_ms=60000, click=0.25,

@@ -6,26 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
-from confluent_kafka import Consumer, Producer
 
 from batch.retrain import params_from_settings, retrain
 from batch.synthetic import ShopParams, generate_columns
 from shared.config import load_settings
-from shared.messages import model_update_message, parse_dead_letter, parse_recommendation
+from shared.messages import model_update_message, parse_dead_letter
 from shared.model_store import load_model
-from shared.topics import TopicSpec, ensure_topics
+from worker_process import WorkerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOP = ShopParams(n_items=400, n_categories=8, anonymous_share=0.5)
 T0 = 1_750_000_000_000
 
@@ -35,85 +27,6 @@ def _event(event_id, user, session, item, kind="view", ts=T0, **extra) -> dict:
     if user is not None:
         fields["user_id"] = user
     return {**fields, **extra}
-
-
-class Shop:
-    """A running worker, its topics, and clients to talk to it."""
-
-    def __init__(self, bootstrap: str, tmp: Path, web_port: int):
-        self.bootstrap = bootstrap
-        self.run = f"w-{uuid.uuid4().hex[:8]}"
-        self.topics = {kind: f"{self.run}-{kind}" for kind in ("events", "recs", "dlq", "models")}
-        self.store = tmp / "models"
-        self.web_port = web_port
-        self.env = dict(os.environ, KAFKA_BOOTSTRAP=bootstrap,
-                        RECSYS_EVENTS_TOPIC=self.topics["events"],
-                        RECSYS_RECOMMENDATIONS_TOPIC=self.topics["recs"],
-                        RECSYS_DLQ_TOPIC=self.topics["dlq"],
-                        RECSYS_MODEL_UPDATES_TOPIC=self.topics["models"],
-                        RECSYS_APP_ID=self.run, RECSYS_MODEL_DIR=str(self.store),
-                        RECSYS_TABLE_DIR=str(tmp / "tables"), RECSYS_WEB_PORT=str(web_port),
-                        RECSYS_EVENTS_PARTITIONS="4", RECSYS_RECOMMENDATIONS_PARTITIONS="4",
-                        RECSYS_FILTER_BOUGHT="true", RECSYS_MODEL_POLL_S="0.2")
-        self.log = tmp / "worker.log"
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-        self.consumers = {}
-        self.worker = None
-
-    def start(self) -> None:
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "stream", "--loglevel", "info"], env=self.env,
-            cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
-            try:
-                self.worker.wait(60)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-
-    def send(self, *events, compression: str | None = None) -> None:
-        producer = self.producer
-        if compression:
-            producer = Producer({"bootstrap.servers": self.bootstrap,
-                                 "compression.type": compression})
-        for event in events:
-            raw = event if isinstance(event, bytes) else json.dumps(event).encode()
-            key = b"raw" if isinstance(event, bytes) else (event.get("user_id") or event["session_id"]).encode()
-            producer.produce(self.topics["events"], key=key, value=raw)
-        assert producer.flush(30) == 0
-
-    def read(self, kind: str, n: int, timeout_s: float = 60.0) -> list:
-        """The next ``n`` messages on a topic (fails when they don't come)."""
-        if kind not in self.consumers:
-            consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"t-{kind}-{self.run}",
-                                 "auto.offset.reset": "earliest"})
-            consumer.subscribe([self.topics[kind]])
-            self.consumers[kind] = consumer
-        out, deadline = [], time.monotonic() + timeout_s
-        while len(out) < n:
-            assert self.worker.poll() is None, self.log.read_text()[-4000:]
-            assert time.monotonic() < deadline, f"{len(out)} of {n} on {kind}:\n{self.log.read_text()[-3000:]}"
-            for message in self.consumers[kind].consume(n - len(out), timeout=0.5):
-                if message.error() is None:
-                    out.append(message)
-        return out
-
-    def recommendations(self, n: int, timeout_s: float = 60.0) -> list[dict]:
-        return [parse_recommendation(m.value()) for m in self.read("recs", n, timeout_s)]
-
-    def get(self, path: str) -> tuple[int, dict]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=10) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def close(self) -> None:
-        self.stop()
-        for consumer in self.consumers.values():
-            consumer.close()
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +42,11 @@ def truth_and_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shop(kafka_bootstrap, truth_and_model, tmp_path_factory, free_port):
     tmp = tmp_path_factory.mktemp("worker")
-    shop = Shop(kafka_bootstrap, tmp, free_port())
+    shop = WorkerProcess(kafka_bootstrap, tmp, free_port(),
+                         {"RECSYS_FILTER_BOUGHT": "true", "RECSYS_MODEL_POLL_S": "0.2"})
     _, model, path = truth_and_model
-    (shop.store / model.version).parent.mkdir(parents=True, exist_ok=True)
+    shop.store.mkdir(parents=True, exist_ok=True)
     os.symlink(path, shop.store / model.version)
-    ensure_topics(kafka_bootstrap, [TopicSpec(shop.topics["events"], 4, {}),
-                                    TopicSpec(shop.topics["recs"], 4, {})])
     shop.start()
     yield shop
     shop.close()

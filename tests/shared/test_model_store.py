@@ -132,7 +132,7 @@ def test_latest_ignores_temporary_directories_and_prune_keeps_newest(tmp_path):
     names = [f"20261127T15010{i}Z-000000" for i in range(5)]
     for name in names:
         save_model(make_model(name), tmp_path)
-    (tmp_path / f".tmp-20991231T000000Z-000000-abcd").mkdir()
+    (tmp_path / ".tmp-20991231T000000Z-000000-abcd").mkdir()
     assert latest_version(tmp_path) == names[-1]
     assert prune(tmp_path, 2) == names[:3]
     assert versions(tmp_path) == names[3:]

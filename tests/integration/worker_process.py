@@ -1,0 +1,110 @@
+"""A ``recsys stream`` worker process on topics of its own, and clients to talk to it (for tests)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+
+from shared.messages import parse_recommendation
+from shared.topics import TopicSpec, ensure_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 4
+
+
+class WorkerProcess:
+    """One worker with unique topics, app id, tables and model store under ``tmp``.
+
+    ``env`` adds settings (``RECSYS_*``) for the worker.
+    """
+
+    def __init__(self, bootstrap: str, tmp: Path, web_port: int, env: dict[str, str] | None = None):
+        self.bootstrap = bootstrap
+        self.run = f"w-{uuid.uuid4().hex[:8]}"
+        self.topics = {kind: f"{self.run}-{kind}" for kind in ("events", "recs", "dlq", "models")}
+        self.store = tmp / "models"
+        self.web_port = web_port
+        self.env = dict(os.environ, KAFKA_BOOTSTRAP=bootstrap,
+                        RECSYS_EVENTS_TOPIC=self.topics["events"],
+                        RECSYS_RECOMMENDATIONS_TOPIC=self.topics["recs"],
+                        RECSYS_DLQ_TOPIC=self.topics["dlq"],
+                        RECSYS_MODEL_UPDATES_TOPIC=self.topics["models"],
+                        RECSYS_APP_ID=self.run, RECSYS_MODEL_DIR=str(self.store),
+                        RECSYS_TABLE_DIR=str(tmp / "tables"), RECSYS_WEB_PORT=str(web_port),
+                        RECSYS_EVENTS_PARTITIONS=str(PARTITIONS),
+                        RECSYS_RECOMMENDATIONS_PARTITIONS=str(PARTITIONS), **(env or {}))
+        self.log = tmp / "worker.log"
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        self.consumers: dict[str, Consumer] = {}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        ensure_topics(self.bootstrap, [TopicSpec(self.topics["events"], PARTITIONS, {}),
+                                       TopicSpec(self.topics["recs"], PARTITIONS, {})])
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "stream", "--loglevel", "info"], env=self.env,
+            cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def send(self, *events, compression: str | None = None) -> None:
+        """Produce events (dicts keyed by user id, or raw bytes keyed ``raw``) to the events topic."""
+        producer = self.producer
+        if compression:
+            producer = Producer({"bootstrap.servers": self.bootstrap, "compression.type": compression})
+        for event in events:
+            if isinstance(event, bytes):
+                key, value = b"raw", event
+            else:
+                key, value = (event.get("user_id") or event["session_id"]).encode(), json.dumps(event).encode()
+            producer.produce(self.topics["events"], key=key, value=value)
+        assert producer.flush(30) == 0
+
+    def read(self, kind: str, n: int, timeout_s: float = 60.0) -> list:
+        """The next ``n`` messages on one of the worker's topics (fails when they don't come)."""
+        if kind not in self.consumers:
+            consumer = Consumer({"bootstrap.servers": self.bootstrap,
+                                 "group.id": f"t-{kind}-{self.run}", "auto.offset.reset": "earliest"})
+            consumer.subscribe([self.topics[kind]])
+            self.consumers[kind] = consumer
+        out, deadline = [], time.monotonic() + timeout_s
+        while len(out) < n:
+            assert self.process.poll() is None, self.log.read_text()[-4000:]
+            assert time.monotonic() < deadline, \
+                f"{len(out)} of {n} on {kind}:\n{self.log.read_text()[-3000:]}"
+            for message in self.consumers[kind].consume(n - len(out), timeout=0.5):
+                if message.error() is None:
+                    out.append(message)
+        return out
+
+    def recommendations(self, n: int, timeout_s: float = 60.0) -> list[dict]:
+        """The next ``n`` recommendation messages, parsed."""
+        return [parse_recommendation(m.value()) for m in self.read("recs", n, timeout_s)]
+
+    def get(self, path: str) -> tuple[int, dict]:
+        """(status, JSON body) of one of the worker's HTTP views."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def close(self) -> None:
+        self.stop()
+        for consumer in self.consumers.values():
+            consumer.close()
