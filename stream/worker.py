@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from threadpoolctl import threadpool_limits
+
 
 def add_arguments(parser) -> None:
     """Options of ``recsys stream``."""
@@ -31,6 +33,9 @@ def run(args, settings) -> int:
         print(f"recsys stream: no model in {settings.model_dir} yet; lists stay empty "
               f"(strategy no_model) until one is announced on {settings.model_updates_topic}",
               file=sys.stderr)
+    # One BLAS thread: the fold-in's 64x64 solves are too small to gain from
+    # more, and a second thread competes with the event loop (about 10% here).
+    threadpool_limits(limits=1)
     sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel,
                 "--web-port", str(settings.web_port)]
     app.main()
