@@ -22,10 +22,10 @@ COPY batch ./batch
 COPY stream ./stream
 RUN pip install . \
     && useradd --create-home --uid 10001 recsys \
-    && mkdir -p /models \
-    && chown recsys:recsys /models
+    && mkdir -p /models /tables \
+    && chown recsys:recsys /models /tables
 
-# /models is where a named volume mounts; it starts owned by the user that writes to it.
+# /models and /tables are where named volumes mount; they start owned by the user that writes to them.
 USER recsys
 ENTRYPOINT ["recsys"]
 CMD ["--help"]
