@@ -140,6 +140,9 @@ class SourceWeights:
                 raise ValueError(f"{name}: weights must be >= 0 and decays in [0, 1]")
         if self.window < 1 or self.pool < 0:
             raise ValueError("window must be >= 1 and pool >= 0")
+        if not any(getattr(self, name) > 0 for name in SOURCES):
+            raise ValueError(f"at least one candidate source ({', '.join(SOURCES)}) "
+                             f"needs a weight above 0")
         weights = np.array([getattr(self, name) for name in SOURCES], dtype=np.float64)
         object.__setattr__(self, "weight_array", weights)
         object.__setattr__(self, "_plans", {})
@@ -909,7 +912,8 @@ def _candidates(model: Model, prep: _Prepared, anchors: np.ndarray, sources: Sou
 
 def score_event(model: Model, history: History, session: Session, query_item,
                 params: ScoringParams, *, query_category: str | None = None,
-                unavailable: np.ndarray | None = None) -> Recommendation:
+                unavailable: np.ndarray | None = None,
+                user_factors: np.ndarray | None = None) -> Recommendation:
     """The list for one event, from the shopper's state after the event.
 
     This is the whole per-event step of the worker and of the replay: ids to
@@ -928,6 +932,9 @@ def score_event(model: Model, history: History, session: Session, query_item,
     query_category : str, optional
         The event's category, used when the model does not know the item.
     unavailable : ndarray of bool, shape (n_items,), optional
+    user_factors : ndarray, optional
+        A fixed user vector instead of the one folded in from ``history``
+        (all zeros: no personal score); see :func:`recommend`.
 
     Returns
     -------
@@ -955,7 +962,8 @@ def score_event(model: Model, history: History, session: Session, query_item,
         shown=to_indices(model, session.shown) if params.filter_shown and session.shown else (),
         unavailable=unavailable, n=params.n, blend=params.blend, sources=params.sources,
         normalisation=params.normalisation, exclude_query=params.exclude_query,
-        exclude_session=params.exclude_session, query_category=category)
+        exclude_session=params.exclude_session, query_category=category,
+        user_factors=user_factors)
 
 
 def recommend_for_user(model: Model, history_items, history_confidence, *, n: int = 20,

@@ -390,3 +390,9 @@ def test_params_from_settings():
     from shared.config import load_settings
     p = ScoringParams.from_settings(load_settings({"RECSYS_BLEND": "0.2", "RECSYS_N": "7"}))
     assert p.blend == 0.2 and p.n == 7 and p.history_max == 100
+
+
+def test_all_candidate_sources_off_is_refused():
+    """Regression: every source at 0 crashed the scoring of each event."""
+    with pytest.raises(ValueError, match="at least one candidate source"):
+        SourceWeights(similar=0.0)
