@@ -132,10 +132,15 @@ class Event:
         fields: dict[str, Any] = {
             "event_id": self.event_id, "user_id": self.user_id, "session_id": self.session_id,
             "item_id": self.item_id, "type": self.type, "ts": self.ts_ms}
-        for name in ("dwell_ms", "category", "price", "quantity"):
-            value = getattr(self, name)
-            if value is not None:
-                fields[name] = value
+        # One test per optional field, no loop: this is the producer's per-event cost.
+        if self.dwell_ms is not None:
+            fields["dwell_ms"] = self.dwell_ms
+        if self.category is not None:
+            fields["category"] = self.category
+        if self.price is not None:
+            fields["price"] = self.price
+        if self.quantity is not None:
+            fields["quantity"] = self.quantity
         return orjson.dumps(fields)
 
 
