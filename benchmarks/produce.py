@@ -29,8 +29,6 @@ import gc
 import json
 import os
 import platform
-import shutil
-import socket
 import sys
 import time
 import uuid
@@ -41,7 +39,7 @@ from typing import Iterator
 from confluent_kafka import Producer
 
 from batch.produce import producer_config, produce_events, synthetic_events
-from shared.broker import KAFKA_VERSION, LocalBroker
+from shared.broker import KAFKA_VERSION, ephemeral_broker
 from shared.config import load_settings
 from shared.events import parse_event
 from shared.topics import TopicSpec, ensure_topics
@@ -57,26 +55,14 @@ NOTES = (
     "Broker, producer threads and Python share the machine's cores.")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def broker() -> Iterator[tuple[str, str]]:
     """(bootstrap, Kafka version): ``KAFKA_BOOTSTRAP``, or a local broker for the run."""
     if "KAFKA_BOOTSTRAP" in os.environ:
         yield os.environ["KAFKA_BOOTSTRAP"], f"external broker (client pins {KAFKA_VERSION})"
         return
-    home = Path(load_settings().kafka_home).expanduser()
-    local = LocalBroker(home=home, port=_free_port(), controller_port=_free_port())
-    print(local.start(), file=sys.stderr)
-    try:
+    with ephemeral_broker(Path(load_settings().kafka_home).expanduser()) as local:
         yield local.bootstrap, local.running_version()
-    finally:
-        local.stop()
-        shutil.rmtree(local.state_dir, ignore_errors=True)
 
 
 def fresh_topic(bootstrap: str, partitions: int) -> str:

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from batch.retrain import params_from_settings, retrain  # noqa: E402
 from batch.synthetic import generate_columns, write_jsonl  # noqa: E402
-from shared.broker import KAFKA_VERSION, LocalBroker  # noqa: E402
+from shared.broker import KAFKA_VERSION, ephemeral_broker, free_port  # noqa: E402
 from shared.config import load_settings  # noqa: E402
 from shared.topics import TopicSpec, ensure_topics  # noqa: E402
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def synthetic_messages(n: int, seed: int, work: Path) -> list[tuple[bytes, bytes]]:
@@ -244,15 +238,12 @@ def main(argv=None) -> None:
 
     settings = load_settings()
     work = Path(tempfile.mkdtemp(prefix="recsys-bench-stream-"))
-    broker = None
-    if "KAFKA_BOOTSTRAP" in os.environ:
-        bootstrap = os.environ["KAFKA_BOOTSTRAP"]
-    else:
-        broker = LocalBroker(home=Path(settings.kafka_home).expanduser(), port=free_port(),
-                             controller_port=free_port())
-        print(broker.start(), file=sys.stderr)
-        bootstrap = broker.bootstrap
-    try:
+    with ExitStack() as stack:
+        if "KAFKA_BOOTSTRAP" in os.environ:
+            bootstrap = os.environ["KAFKA_BOOTSTRAP"]
+        else:
+            home = Path(settings.kafka_home).expanduser()
+            bootstrap = stack.enter_context(ephemeral_broker(home)).bootstrap
         store = work / "models"
         columns, _ = generate_columns(args.train_events, seed=1)
         retrain(columns, store, progress=False, **params_from_settings(settings))
@@ -269,10 +260,6 @@ def main(argv=None) -> None:
         latency_events = synthetic_messages(int(args.rate * args.seconds) + 50, seed=3, work=work)
         latency = bench_latency(bootstrap, latency_events, store, work, args.rate)
         print(f"latency at {args.rate:,.0f} events/s: {latency}", file=sys.stderr)
-    finally:
-        if broker is not None:
-            broker.stop()
-            shutil.rmtree(broker.state_dir, ignore_errors=True)
     result = {
         "events": len(messages), "throughput_eps": round(throughput),
         "baseline_eps": round(baseline), "faust_noop_eps": round(noop),

@@ -17,9 +17,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -67,6 +70,13 @@ def assemble(home: Path, version: str = KAFKA_VERSION) -> Path:
         shutil.rmtree(libs, ignore_errors=True)
         staged.rename(libs)
     return libs
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def broker_ready(bootstrap: str, timeout_s: float = 1.0) -> bool:
@@ -224,3 +234,19 @@ class LocalBroker:
             if path.exists() and path.stat().st_size:
                 return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         return "(no log written)"
+
+
+@contextmanager
+def ephemeral_broker(home: Path):
+    """A :class:`LocalBroker` on free ports for one run (tests, benchmarks).
+
+    Yields the started broker; stops it and deletes its storage afterwards.
+    The jars under ``home`` are kept for the next run.
+    """
+    broker = LocalBroker(home=home, port=free_port(), controller_port=free_port())
+    print(broker.start(), file=sys.stderr)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(broker.state_dir, ignore_errors=True)

@@ -520,6 +520,15 @@ _prepared_lock = threading.Lock()
 _local = threading.local()
 
 
+def prepare(model: Model) -> None:
+    """Compute what scoring needs from ``model`` now (YᵀY, popular lists, neighbour tables).
+
+    Otherwise the first list scored with the model pays for it; the worker
+    calls this while loading a version, off the event path.
+    """
+    _prepare(model)
+
+
 def _prepare(model: Model) -> _Prepared:
     prep = _prepared.get(model)
     if prep is None:

@@ -26,7 +26,7 @@ from shared.messages import (MessageError, dead_letter, parse_model_update,
 from shared.scoring import (History, Session, add_shown, add_to_history, add_to_session,
                             score_event)
 from stream.app import (app, dlq_topic, events_topic, limits, models, recommendations_topic,
-                        scoring, sessions, settings, size_producer_buffer, users, weights)
+                        scoring, sessions, settings, users, weights)
 from stream.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,6 @@ async def _process(message) -> str:
 @app.task
 async def watch_models() -> None:
     """Follow ``model-updates`` and swap in each new version (the worker loads the newest first)."""
-    size_producer_buffer()
     loop = asyncio.get_running_loop()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
                                 enable_auto_commit=False)

@@ -59,8 +59,9 @@ sessions = app.Table("sessions", partitions=settings.events_partitions,
                      options={"driver": "rocksdict"})
 
 
-def size_producer_buffer() -> None:
-    """Raise Faust's producer buffer limit (100 messages upstream) to the stream buffer size.
+@app.task
+async def size_producer_buffer() -> None:
+    """Raise Faust's producer buffer limit (100 messages upstream), once the worker starts.
 
     Every table write queues a changelog message; past the limit Faust makes
     the stream wait until the buffer drains, which stalls a busy worker.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from shared.model import Model
 from shared.model_store import ModelError, latest_version, load_model
+from shared.scoring import prepare
 from shared.signals import SignalWeights
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class ModelCache:
             self.refused[version] = str(exc)
             log.error("refused model %s, still serving %s: %s", version, self.version, exc)
             return False
-        _ = model.gram  # precompute YᵀY before the swap, off the scoring path
+        prepare(model)  # before the swap, off the scoring path
         self.model, self.weights = model, SignalWeights.from_meta(model.meta)
         self.swaps += 1
         log.warning("now serving model %s (%d items)", version, model.n_items)

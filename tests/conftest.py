@@ -2,22 +2,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import uuid
 from pathlib import Path
 
 import pytest
 
-from shared.broker import LocalBroker
+from shared.broker import ephemeral_broker, free_port
 from shared.config import load_settings
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +17,8 @@ def kafka_bootstrap() -> str:
     if "KAFKA_BOOTSTRAP" in os.environ:
         yield os.environ["KAFKA_BOOTSTRAP"]
         return
-    home = Path(load_settings().kafka_home).expanduser()
-    broker = LocalBroker(home=home, port=free_port(), controller_port=free_port())
-    print(broker.start())
-    yield broker.bootstrap
-    broker.stop()
-    shutil.rmtree(broker.state_dir, ignore_errors=True)
+    with ephemeral_broker(Path(load_settings().kafka_home).expanduser()) as broker:
+        yield broker.bootstrap
 
 
 @pytest.fixture(name="free_port", scope="session")
