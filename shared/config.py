@@ -184,6 +184,14 @@ class Settings:
     stream_buffer: int = _setting(
         "RECSYS_STREAM_BUFFER", 4096,
         "Events buffered per worker, and events between offset commits.", check=_positive)
+    batch_max: int = _setting(
+        "RECSYS_BATCH_MAX", 256,
+        "Most events a worker scores together; a batch also ends when no event is waiting.",
+        check=_positive)
+    latest_lists: int = _setting(
+        "RECSYS_LATEST_LISTS", 50_000,
+        "Users whose latest list a worker keeps in memory for its HTTP view.",
+        check=_positive)
     producer_linger_ms: int = _setting(
         "RECSYS_PRODUCER_LINGER_MS", 5,
         "How long the worker's producer waits to fill a batch.", check=_non_negative)

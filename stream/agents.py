@@ -1,32 +1,51 @@
 """The worker's agent: event -> state -> fold-in and scoring -> recommendation.
 
-Per event, in the event's partition:
+Per event, while Faust holds it as the current event (table writes need it):
 
 1. parse and validate; a bad event goes to ``events-dlq`` with its reason;
 2. skip it when its ``event_id`` was already applied (redelivery after a crash);
-3. add it to the user's history and the session (``users``, ``sessions`` tables);
-4. score with :func:`shared.scoring.score_event` (fold-in, candidates, blend,
-   filters, fall-backs: the same function evaluation calls);
-5. send the list to ``recommendations``, keyed by user id.
+3. add it to the user's history and the session, and write the ``users`` and
+   ``sessions`` rows.
+
+The events read so far form a micro-batch. It ends when no further event is
+waiting in the stream's queue, or at ``batch_max`` events; then:
+
+4. every event of the batch is scored with :func:`shared.scoring.score_events`
+   (fold-in, candidates, blend, filters, fall-backs: the function evaluation
+   calls), each from the state *after its own event*, so a user with two
+   events in one batch gets exactly the lists of two separate steps;
+5. the lists go to ``recommendations``, keyed by user id, and only then are
+   the batch's events acknowledged: Faust commits an offset only once it is
+   acknowledged and the producer is flushed, so a crash loses no list.
+
+At low rates the queue is empty after every event and a batch is one event,
+so batching adds no latency; under load batches grow and the per-event cost
+of scoring and sending falls. With ``filter_shown`` the session row must
+carry the items shown, so each event is scored before its rows are written.
 
 A model announced on ``model-updates`` is loaded beside the running agent and
-swapped in between two events (:mod:`stream.model_cache`).
+swapped in between two batches (:mod:`stream.model_cache`).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.events import EventError, parse_event
+from shared.events import Event, EventError, parse_event
 from shared.messages import (MessageError, dead_letter, parse_model_update,
                              recommendation_message)
-from shared.scoring import (History, Session, add_shown, add_to_history, add_to_session,
-                            score_event)
-from stream.app import (app, dlq_topic, events_topic, limits, models, recommendations_topic,
-                        scoring, sessions, settings, users, weights)
+from shared.scoring import (History, Recommendation, Session, add_shown, add_to_history,
+                            add_to_session, score_event)
+def score_events(model, reqs, params):  # TEMPORARY until shared.scoring has it
+    return [score_event(model, h, s, q, params, query_category=c) for h, s, q, c in reqs]
+from stream.app import (app, events_topic, limits, models, scoring, sessions, settings, users,
+                        weights)
 from stream.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -37,22 +56,47 @@ RECENT_EVENT_IDS = 64
 BUY = "buy"
 #: Error code of an event that parsed but could not be processed.
 PROCESSING_ERROR = "processing_error"
+#: Longest a micro-batch stays pending while the agent waits for its next event.
+BATCH_WAIT_S = 0.005
 
 
-def apply_event(event, user_row: dict | None, session_row: dict | None):
-    """The state change and the list for one valid event; pure, for the agent and its tests.
+class LatestLists:
+    """The latest list sent per user (message bytes), the most recent ``size`` users."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._lists: OrderedDict[str, bytes] = OrderedDict()
+
+    def put(self, user_id: str, value: bytes) -> None:
+        """Remember ``value`` as ``user_id``'s latest list."""
+        lists = self._lists
+        lists[user_id] = value
+        lists.move_to_end(user_id)
+        if len(lists) > self.size:
+            lists.popitem(last=False)
+
+    def get(self, user_id: str) -> bytes | None:
+        """The latest list sent for ``user_id``, or None."""
+        return self._lists.get(user_id)
+
+
+latest = LatestLists(settings.latest_lists)
+
+
+def apply_event(event: Event, user_row: dict | None,
+                session_row: dict | None) -> tuple[History, Session, dict] | None:
+    """The state after one valid event; pure, for the agent and its tests.
 
     Returns
     -------
-    (dict, dict, Recommendation or None) or None
-        New ``users`` and ``sessions`` rows and the list (None without a
-        model); None when the event was already applied.
+    (History, Session, dict) or None
+        The user's history and the session after the event, and the new
+        ``users`` row; None when the event was already applied.
     """
     user_row = user_row or {}
     recent = user_row.get("recent", [])
     if event.event_id in recent:
         return None
-    model = models.model
     signals = models.weights or weights
     preference = signals.preference_one(event.type_code, event.dwell_ms)
     history = History.from_dict(user_row.get("history"))
@@ -63,67 +107,179 @@ def apply_event(event, user_row: dict | None, session_row: dict | None):
             bought=event.type == BUY)
     session = add_to_session(Session.from_dict(session_row), event.item_id,
                              max_len=scoring.session_max)
-    rec = None
-    if model is not None:
-        rec = score_event(model, history, session, event.item_id, scoring,
-                          query_category=event.category)
-        if scoring.filter_shown:
-            session = add_shown(session, rec.item_ids(model), max_len=scoring.session_max)
     new_user = {"history": history.to_dict(),
-                "recent": (recent + [event.event_id])[-RECENT_EVENT_IDS:],
-                "last": user_row.get("last")}
-    return new_user, session.to_dict(), rec
+                "recent": (recent + [event.event_id])[-RECENT_EVENT_IDS:]}
+    return history, session, new_user
 
 
-def recommendation_for(event, rec) -> bytes:
+def recommendation_for(event: Event, rec: Recommendation | None, model, version) -> bytes:
     """The ``recommendations`` message for ``event``; an empty ``no_model`` list before any model."""
-    model = models.model
     items = [] if rec is None else list(zip(rec.item_ids(model), rec.scores.tolist()))
     return recommendation_message(
         user_id=event.user_id, session_id=event.session_id, event_id=event.event_id,
         query_item_id=event.item_id, items=items,
-        strategy="no_model" if rec is None else rec.strategy,
-        model_version=models.version)
+        strategy="no_model" if rec is None else rec.strategy, model_version=version)
 
 
-async def _dead_letter(message, error: EventError) -> None:
+@dataclass(slots=True)
+class _Step:
+    """One event of a micro-batch: what it became, and what its list is scored from."""
+
+    faust_event: object
+    outcome: str
+    event: Event | None = None
+    history: History | None = None
+    session: Session | None = None
+    rec: Recommendation | None = None
+
+
+def _read(table, key: str) -> dict | None:
+    value = table.get(key.encode())
+    return None if value is None else orjson.loads(value)
+
+
+def _produce(topic: str, key: bytes | None, value: bytes) -> None:
+    app.producer.produce(topic, key, value, None, _on_delivery)
+
+
+def _on_delivery(err, msg) -> None:
+    if err is not None:
+        metrics.counts["send_failed"] += 1
+        log.error("message to %s not delivered: %s", msg.topic(), err)
+
+
+def _dead_letter(message, error: EventError) -> None:
     metrics.dlq_codes[error.code] += 1
-    await dlq_topic.send(key=message.key, value=dead_letter(
+    _produce(settings.dlq_topic, message.key, dead_letter(
         message.value, error, topic=message.topic, partition=message.partition,
         offset=message.offset))
+
+
+def _apply(faust_event) -> _Step:
+    """Steps 1-3 of the module docstring for the current event."""
+    message = faust_event.message
+    try:
+        event = parse_event(message.value, **vars(limits))
+    except EventError as error:
+        _dead_letter(message, error)
+        return _Step(faust_event, "dead_letter")
+    try:
+        state = apply_event(event, _read(users, event.user_id), _read(sessions, event.session_id))
+        if state is None:
+            return _Step(faust_event, "duplicate")
+        history, session, user_row = state
+        step = _Step(faust_event, "scored", event, history, session)
+        if scoring.filter_shown and models.model is not None:
+            model = models.model
+            step.rec = score_events(model, [(history, session, event.item_id, event.category)],
+                                    scoring)[0]
+            step.session = session = add_shown(session, step.rec.item_ids(model),
+                                               max_len=scoring.session_max)
+        users[event.user_id.encode()] = orjson.dumps(user_row)
+        sessions[event.session_id.encode()] = orjson.dumps(session.to_dict())
+        return step
+    except Exception as exc:  # a bug must not stop the stream: the event goes to the DLQ
+        log.exception("processing event %s failed", event.event_id)
+        _dead_letter(message, EventError(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"))
+        return _Step(faust_event, "dead_letter")
+
+
+def _finish(batch: list[_Step]) -> None:
+    """Steps 4-5 of the module docstring: score the batch and send its lists."""
+    model, version = models.model, models.version
+    to_score = [s for s in batch if s.outcome == "scored" and s.rec is None]
+    if model is not None and to_score:
+        try:
+            recs = score_events(model, [(s.history, s.session, s.event.item_id, s.event.category)
+                                        for s in to_score], scoring)
+        except Exception:  # one bad state must not cost the batch: find it event by event
+            recs = [_score_one(model, s) for s in to_score]
+        for step, rec in zip(to_score, recs):
+            step.rec = rec
+    topic = settings.recommendations_topic
+    for step in batch:
+        if step.outcome != "scored":
+            continue
+        if step.rec is None and model is not None:  # its scoring failed (logged)
+            step.outcome = "dead_letter"
+            continue
+        event = step.event
+        value = recommendation_for(event, step.rec, model, version)
+        _produce(topic, event.user_id.encode(), value)
+        latest.put(event.user_id, value)
+        step.outcome = "recommended" if step.rec is not None else "no_model"
+
+
+def _score_one(model, step: _Step) -> Recommendation | None:
+    try:
+        return score_events(model, [(step.history, step.session, step.event.item_id,
+                                     step.event.category)], scoring)[0]
+    except Exception as exc:
+        log.exception("scoring event %s failed", step.event.event_id)
+        _dead_letter(step.faust_event.message,
+                     EventError(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"))
+        return None
+
+
+class _MicroBatch:
+    """The events read and applied but not yet scored, sent and acknowledged.
+
+    :meth:`flush` runs without yielding to the event loop, so a batch is
+    either wholly pending or wholly done. A batch left pending while the
+    agent waits (the stream's flow suspended for a rebalance or a stop, with
+    events still queued) is flushed by a timer, so Faust never waits for
+    acknowledgements that would not come.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.steps: list[_Step] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, step: _Step) -> None:
+        """Add the step of the current event."""
+        self.steps.append(step)
+
+    def flush_later(self) -> None:
+        """Make sure the pending steps are flushed within ``BATCH_WAIT_S``."""
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(BATCH_WAIT_S,
+                                          lambda: loop.create_task(self.flush()))
+
+    async def flush(self) -> None:
+        """Score, send and acknowledge the pending steps."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        steps, self.steps = self.steps, []
+        if not steps:
+            return
+        _finish(steps)
+        for step in steps:
+            message = step.faust_event.message
+            produced_ms = message.timestamp * 1000.0 if message.timestamp_type == 0 else None
+            metrics.observe(step.outcome, message.topic, message.partition, message.offset,
+                            produced_ms)
+            await self.stream.ack(step.faust_event)
+        metrics.batches += 1
 
 
 @app.agent(events_topic)
 async def process_events(stream):
     """Turn each event on ``events`` into a recommendation (see the module docstring)."""
-    async for event_ in stream.events():
-        message = event_.message
-        outcome = await _process(message)
-        produced_ms = message.timestamp * 1000.0 if message.timestamp_type == 0 else None
-        metrics.observe(outcome, message.topic, message.partition, message.offset, produced_ms)
-
-
-async def _process(message) -> str:
+    events = stream.noack()
+    queue = events.channel.queue
+    batch = _MicroBatch(events)
     try:
-        event = parse_event(message.value, **vars(limits))
-    except EventError as error:
-        await _dead_letter(message, error)
-        return "dead_letter"
-    try:
-        applied = apply_event(event, users.get(event.user_id), sessions.get(event.session_id))
-        if applied is None:
-            return "duplicate"
-        user_row, session_row, rec = applied
-        value = recommendation_for(event, rec)
-        user_row["last"] = value.decode()
-    except Exception as exc:  # a bug must not stop the stream: the event goes to the DLQ
-        log.exception("processing event %s failed", event.event_id)
-        await _dead_letter(message, EventError(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"))
-        return "dead_letter"
-    users[event.user_id] = user_row
-    sessions[event.session_id] = session_row
-    await recommendations_topic.send(key=event.user_id.encode(), value=value)
-    return "recommended" if rec is not None else "no_model"
+        async for faust_event in events.events():
+            batch.add(_apply(faust_event))
+            if len(batch.steps) >= settings.batch_max or queue.empty():
+                await batch.flush()
+            else:
+                batch.flush_later()
+    finally:
+        await batch.flush()
 
 
 @app.task

@@ -3,10 +3,13 @@
 Topics, tables and agents are declared at module level as Faust expects;
 everything configurable comes from :func:`shared.config.load_settings`.
 
-State lives in two RocksDB tables (JSON values) (rocksdict driver) with Kafka changelogs,
+State lives in two RocksDB tables (rocksdict driver) with Kafka changelogs,
 both written in the partition of the event being processed. Events are keyed
 by user id, so a user's events, their ``users`` row and their sessions'
 ``sessions`` rows all live in one partition and move together on a rebalance.
+Rows are JSON bytes (:mod:`stream.state`); the tables send their changelog
+messages through the librdkafka producer (:mod:`stream.tables`,
+:mod:`stream.kafka_producer`).
 """
 from __future__ import annotations
 
@@ -16,10 +19,12 @@ from shared.config import load_settings
 from shared.events import EventLimits
 from shared.scoring import ScoringParams
 from shared.signals import SignalWeights
-from stream import faust_fixes
+from stream import faust_fixes, kafka_producer
 from stream.model_cache import ModelCache
+from stream.tables import changelog_table
 
 faust_fixes.install()
+kafka_producer.install()
 settings = load_settings()
 limits = EventLimits.from_settings(settings)
 weights = SignalWeights.from_settings(settings)
@@ -28,7 +33,8 @@ models = ModelCache(settings.model_dir)
 
 app = faust.App(
     settings.app_id,
-    broker=f"kafka://{settings.kafka_bootstrap}",
+    # aiokafka consumes; librdkafka produces (stream/kafka_producer.py).
+    broker=f"{kafka_producer.SCHEME}://{settings.kafka_bootstrap}",
     store="rocksdb://",
     datadir=settings.table_dir,
     web_port=settings.web_port,
@@ -36,14 +42,14 @@ app = faust.App(
     value_serializer="raw",
     topic_partitions=settings.events_partitions,
     topic_replication_factor=settings.replication_factor,
-    # At-least-once delivery; state is idempotent by event_id (users table).
+    # At-least-once delivery; state is idempotent by event_id (users table),
+    # and Faust flushes the producer before it commits an offset.
     processing_guarantee="at_least_once",
-    # One event at a time per worker: concurrency > 1 can commit past an
+    # One agent instance per worker: concurrency > 1 can commit past an
     # unfinished event. Scale with partitions and workers instead.
     stream_buffer_maxsize=settings.stream_buffer,
     broker_commit_every=settings.stream_buffer,
     producer_linger_ms=settings.producer_linger_ms,
-    producer_max_batch_size=1 << 20,
     producer_acks=-1,
     consumer_auto_offset_reset="earliest",
 )
@@ -52,18 +58,9 @@ events_topic = app.topic(settings.events_topic, partitions=settings.events_parti
 recommendations_topic = app.topic(settings.recommendations_topic)
 dlq_topic = app.topic(settings.dlq_topic)
 
-#: user id -> {"history": History.to_dict(), "recent": [event ids], "last": recommendation}
-users = app.Table("users", partitions=settings.events_partitions, options={"driver": "rocksdict"})
-#: session id -> Session.to_dict()
-sessions = app.Table("sessions", partitions=settings.events_partitions,
-                     options={"driver": "rocksdict"})
-
-
-@app.task
-async def size_producer_buffer() -> None:
-    """Raise Faust's producer buffer limit (100 messages upstream), once the worker starts.
-
-    Every table write queues a changelog message; past the limit Faust makes
-    the stream wait until the buffer drains, which stalls a busy worker.
-    """
-    app.producer.buffer.max_messages = settings.stream_buffer * 4
+_TABLE_OPTIONS = dict(partitions=settings.events_partitions, options={"driver": "rocksdict"},
+                      key_type=bytes, value_type=bytes)
+#: user id -> stream.state.UserRow as JSON bytes
+users = changelog_table(app, "users", **_TABLE_OPTIONS)
+#: session id -> shared.scoring.Session as JSON bytes
+sessions = changelog_table(app, "sessions", **_TABLE_OPTIONS)

@@ -22,6 +22,7 @@ class WorkerMetrics:
         self.dlq_codes: Counter = Counter()
         self.latencies_ms: deque = deque(maxlen=window)
         self.read_offsets: dict[tuple[str, int], int] = {}
+        self.batches = 0
 
     def observe(self, outcome: str, topic: str, partition: int, offset: int,
                 produced_ms: float | None) -> None:
@@ -54,6 +55,8 @@ class WorkerMetrics:
             "events": dict(self.counts),
             "dead_letters": dict(self.dlq_codes),
             "latency_ms": self.latency_percentiles(),
+            "batches": self.batches,
+            "mean_batch": round(sum(self.counts.values()) / self.batches, 2) if self.batches else None,
             "consumer_lag": lag,
             "consumer_lag_total": sum(lag.values()),
             "model_version": model_version,

@@ -1,9 +1,7 @@
 """The worker's HTTP views: a user's latest recommendations, health and metrics."""
 from __future__ import annotations
 
-import json
-
-from stream.agents import metrics
+from stream.agents import latest, metrics
 from stream.app import app, models, users
 
 
@@ -18,12 +16,12 @@ def _highwater(topic: str, partition: int) -> int | None:
 @app.page("/recommendations/{user_id}/")
 @app.table_route(table=users, match_info="user_id")
 async def latest_recommendations(web, request, user_id: str):
-    """The latest recommendation message sent for ``user_id`` (404 when none)."""
-    row = users.get(user_id)
-    last = row.get("last") if row else None
-    if last is None:
-        return web.json({"error": f"no recommendations for user {user_id!r}"}, status=404)
-    return web.json(json.loads(last))
+    """The latest recommendation message this worker sent for ``user_id`` (404 when none)."""
+    value = latest.get(user_id)
+    if value is None:
+        return web.json({"error": f"no recommendations sent for user {user_id!r} "
+                                  f"since this worker started"}, status=404)
+    return web.bytes(value, content_type="application/json")
 
 
 @app.page("/health/")

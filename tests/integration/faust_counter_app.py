@@ -1,32 +1,47 @@
-"""A minimal Faust worker for the RocksDB restart test: counts events per key in a table.
+"""A minimal Faust worker for the RocksDB restart tests: the rounds seen per key, in a table.
 
-Run as ``python faust_counter_app.py worker``; configured by environment:
-COUNTER_BOOTSTRAP, COUNTER_TOPIC, COUNTER_OUT, COUNTER_DATADIR, COUNTER_APP_ID.
+Each event's value is a round number; the table keeps, per key, the distinct
+rounds seen (``b"1,2,3"``), so an event delivered again after a crash changes
+nothing while lost state shows as missing rounds. Run as
+``python faust_counter_app.py worker``; configured by environment:
+COUNTER_BOOTSTRAP, COUNTER_TOPIC, COUNTER_OUT, COUNTER_DATADIR, COUNTER_APP_ID, and
+COUNTER_TABLE: ``faust`` (``app.Table`` on aiokafka) or ``changelog`` (the worker's
+:class:`stream.tables.ChangelogTable` on the librdkafka producer).
 """
 import os
 
 import faust
 
+from stream import kafka_producer
+from stream.tables import changelog_table
+
+CHANGELOG = os.environ["COUNTER_TABLE"] == "changelog"
+kafka_producer.install()
 app = faust.App(
     os.environ["COUNTER_APP_ID"],
-    broker=f"kafka://{os.environ['COUNTER_BOOTSTRAP']}",
+    broker=f"{kafka_producer.SCHEME if CHANGELOG else 'kafka'}://{os.environ['COUNTER_BOOTSTRAP']}",
     store="rocksdb://",
     datadir=os.environ["COUNTER_DATADIR"],
     topic_partitions=2,
     key_serializer="raw",
     value_serializer="raw",
+    # After a hard kill the new worker waits for the dead one's session to expire.
+    broker_session_timeout=6.0,
+    broker_heartbeat_interval=1.0,
 )
 events = app.topic(os.environ["COUNTER_TOPIC"], partitions=2)
 out = app.topic(os.environ["COUNTER_OUT"], partitions=1)
-counts = app.Table("counts", default=int, partitions=2, options={"driver": "rocksdict"})
+options = dict(partitions=2, options={"driver": "rocksdict"}, key_type=bytes, value_type=bytes)
+rounds = (changelog_table(app, "counts", **options) if CHANGELOG
+          else app.Table("counts", **options))
 
 
 @app.agent(events)
 async def count(stream):
-    async for key, _value in stream.items():
-        name = key.decode()
-        counts[name] += 1
-        await out.send(key=key, value=f"{name}={counts[name]}".encode())
+    async for key, value in stream.items():
+        seen = set(filter(None, (rounds.get(key) or b"").split(b","))) | {value}
+        rounds[key] = b",".join(sorted(seen))
+        await out.send(key=key, value=f"{key.decode()}={len(seen)}".encode())
 
 
 if __name__ == "__main__":

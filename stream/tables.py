@@ -1,0 +1,103 @@
+"""A Faust table whose changelog messages go straight to the librdkafka producer.
+
+faust-streaming turns every table write into a changelog message through
+its generic channel machinery: a ``FutureMessage``, the producer buffer's
+queue and task, ``Topic.publish_message`` with its sensors, a future per
+message and, on delivery, one RocksDB put of the persisted offset per
+message. Measured on a Faust agent doing one table write per event, that
+path cost about 75 µs per write here even with librdkafka underneath,
+more than twice the agent's whole per-event cost without the write.
+
+:class:`ChangelogTable` changes only how the changelog message is sent: the
+RocksDB write, the message (key, value, the partition of the event being
+processed, the changelog topic), recovery and standbys stay Faust's own.
+On delivery, the highest acknowledged offset per partition is written as
+the store's persisted offset once per round of delivery reports rather than
+once per message. Keys and values must be ``bytes`` (the worker encodes its
+rows itself), and windowed tables are not supported.
+
+RocksDB's write-ahead log is off for these stores, as Kafka Streams does for
+its state stores: the changelog topic is the durable copy. A crash loses the
+memtable, and with it the persisted offset written after those rows (both
+live in the same memtable), so recovery replays the changelog from an offset
+that matches the data on disk. A put costs about 2 µs instead of 8 µs here.
+"""
+from __future__ import annotations
+
+import logging
+
+import faust
+import rocksdict
+from faust.streams import current_event
+from faust.types.tuples import TP
+
+from stream.kafka_producer import Producer
+
+log = logging.getLogger(__name__)
+
+
+class ChangelogTable(faust.Table):
+    """``faust.Table`` with a direct changelog send (module docstring); bytes in, bytes out."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._acked: dict[int, int] = {}
+        self._hooked = False
+
+    def _new_store(self):
+        store = super()._new_store()
+        options = getattr(store, "rocksdb_options", None)
+        if options is not None and options.use_rocksdict:
+            open_db = options.open
+
+            def open_without_wal(path, *, read_only: bool = False):
+                db = open_db(path, read_only=read_only)
+                write_options = rocksdict.WriteOptions()
+                write_options.disable_wal = True
+                db.set_write_options(write_options)
+                return db
+
+            options.open = open_without_wal
+        return store
+
+    def on_key_set(self, key: bytes, value: bytes) -> None:
+        """Send the changelog message of a write, in the partition of the current event."""
+        event = current_event()
+        if event is None:
+            raise RuntimeError(f"table {self.name!r} can only be written while processing an event")
+        if not isinstance(key, bytes) or not isinstance(value, bytes):
+            raise TypeError(f"table {self.name!r} takes bytes keys and values")
+        producer = self.app.producer
+        if not isinstance(producer, Producer):
+            raise TypeError("ChangelogTable needs the librdkafka producer (broker librdkafka://)")
+        if not self._hooked:
+            producer.after_deliveries(self._persist_offsets)
+            self._hooked = True
+        producer.produce(self.changelog_topic_name, key, value, event.message.partition,
+                         self._on_delivery)
+
+    def on_key_del(self, key: bytes) -> None:
+        """Deletes are not used by the worker; refuse rather than send a half-done tombstone."""
+        raise NotImplementedError(f"table {self.name!r} does not delete keys")
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            log.error("changelog message of table %r not delivered: %s", self.name, err)
+            self.app._crash(RuntimeError(f"changelog of table {self.name!r}: {err}"))  # stop the worker
+            return
+        partition, offset = msg.partition(), msg.offset()
+        if offset > self._acked.get(partition, -1):
+            self._acked[partition] = offset
+
+    def _persist_offsets(self) -> None:
+        if not self._acked:
+            return
+        topic = self.changelog_topic_name
+        for partition, offset in self._acked.items():
+            self.data.set_persisted_offset(TP(topic, partition), offset)
+        self._acked.clear()
+
+
+def changelog_table(app: faust.App, name: str, **kwargs) -> ChangelogTable:
+    """Declare a :class:`ChangelogTable` on ``app`` (what ``app.Table`` does for its own class)."""
+    return app.tables.add(ChangelogTable(app, name=name, beacon=app.tables.beacon, **kwargs))
