@@ -51,6 +51,10 @@ PRODUCER_CONFIG = {
     "queue.buffering.max.kbytes": 1 << 20,
     "message.timeout.ms": 120_000,
     "delivery.report.only.error": True,
+    # Kafka's Java client places keyed messages by murmur2: so does every
+    # producer here, so a user's events share one partition whichever client
+    # sent them (the worker's state and its HTTP routing rely on it).
+    "partitioner": "murmur2_random",
 }
 
 #: Delivery errors kept word for word in a summary; the rest are only counted.

@@ -177,7 +177,7 @@ def bench_baseline(bootstrap, messages) -> float:
 
 def bench_faust_noop(bootstrap, messages, work, fastpath: bool = True) -> float:
     """A Faust agent that does nothing: the framework's own ceiling (with or without
-    :mod:`stream.consumer_fastpath`)."""
+    :mod:`stream.faust_fixes`)."""
     run = f"bench-noop-{uuid.uuid4().hex[:6]}"
     ensure_topics(bootstrap, [TopicSpec(f"{run}-events", 8, {})])
     produce_all(bootstrap, f"{run}-events", messages)

@@ -1,8 +1,8 @@
 """THE scoring path: fold-in, candidates, blend, filters and fall-backs.
 
-The stream worker (per event), batch evaluation (replay) and the HTTP views
-call these functions and nothing else to turn a shopper's state into a list,
-so that what evaluation measures is what shoppers get.
+The stream worker (micro-batches of events), batch evaluation (replay) and
+the HTTP views call these functions and nothing else to turn a shopper's state
+into a list, so that what evaluation measures is what shoppers get.
 
 Per event the worker does (``params`` = :meth:`ScoringParams.from_settings`)::
 
@@ -14,7 +14,10 @@ Per event the worker does (``params`` = :meth:`ScoringParams.from_settings`)::
     if params.filter_shown:
         session = add_shown(session, rec.item_ids(model), max_len=params.session_max)
 
-and ``batch.evaluate`` replays test events through exactly these calls.
+and ``batch.evaluate`` replays test events through exactly these calls. The
+worker scores a micro-batch of events with one call of :func:`score_events`
+(each event with the state after it); :func:`score_event` is that call on a
+batch of one.
 
 Scoring one event
 -----------------
@@ -34,7 +37,9 @@ Scoring one event
    value among the remaining candidates and the sources add up with their
    weights.
 5. **Personal score** ``x_u · y_i`` for the ``pool`` most similar
-   candidates, ``x_u`` folded in from the user's history (:func:`fold_in_user`).
+   candidates (ties to the lower index), ``x_u`` folded in from the user's
+   history (:func:`fold_in_user`; a short history solves the same equations
+   through the Woodbury identity, see :func:`_fold_in_batch`).
 6. **Blend** (Agarwal et al., arXiv:1806.11371): ``s`` and ``x_u · y`` are
    each normalised within the candidates (min-max to [0, 1], or by rank) and
    mixed as ``(1 - blend) * s + blend * personal``; the best ``n`` win, ties
@@ -42,6 +47,17 @@ Scoring one event
 7. **Fall-backs** fill what is left of ``n``: the most popular items of the
    query item's category, then the most popular overall. Their scores are
    negative, in list order, so they always rank below the candidates.
+
+Scoring a batch
+---------------
+:func:`score_events` computes the lists of many events together: the
+fold-ins as stacks of small systems, and candidates, filters, normalisation,
+blend and the best ``n`` as flat arrays over the batch, one segment per list.
+A list does not depend on the rest of its batch, bit for bit: every sum runs
+over one list's own entries in a fixed order, each stacked system is solved on
+its own, and the personal scores are one matrix-vector product per list. So
+the worker's micro-batches give the lists that evaluation measures replaying
+one event at a time.
 
 ``strategy`` names the path: ``personalized_similar`` and ``similar`` (the
 query item is known), ``session_fold_in`` and ``session_similar`` (it is
@@ -51,18 +67,24 @@ and ``popular``. A list topped up by a fall-back says so: ``similar+popular``.
 
 Items are model indices (rows of ``item_factors``); -1 or any value outside
 ``[0, n_items)`` is unknown. :func:`to_indices` maps external ids. What can
-be computed once per model (popular lists, padded neighbour arrays, YᵀY) is
-cached per model object and dropped with it. A scoring process should hold
-BLAS to one thread (``threadpoolctl`` or ``OPENBLAS_NUM_THREADS=1``): the
-matrices are tiny and thread hand-offs cost more than they save.
+be computed once per model (popular lists, padded neighbour arrays, YᵀY and
+the fold-in's W = YL⁻ᵀ, n_items × k floats) is cached per model object and
+dropped with it. A scoring process should hold BLAS to one thread
+(``threadpoolctl`` or ``OPENBLAS_NUM_THREADS=1``): the matrices are tiny and
+thread hand-offs cost more than they save.
 """
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from dataclasses import dataclass, field
+from itertools import repeat
+from typing import NamedTuple
 
 import numpy as np
+from scipy.linalg import solve_triangular
+from scipy.linalg.lapack import dgesv as _gesv
 from scipy.linalg.lapack import dposv as _posv
 
 from shared.model import Model
@@ -70,8 +92,8 @@ from shared.model import Model
 __all__ = [
     "Recommendation", "SourceWeights", "ScoringParams", "History", "Session",
     "fold_in_user", "add_to_history", "add_to_session", "add_shown", "to_indices",
-    "history_arrays", "score_event", "recommend", "recommend_for_user", "normalise",
-    "blend_scores", "popular_items", "anchor_weights",
+    "history_arrays", "score_event", "score_events", "recommend", "recommend_for_user",
+    "normalise", "blend_scores", "popular_items", "anchor_weights",
 ]
 
 #: Names of the candidate sources, in the order :class:`SourceWeights` lists them.
@@ -143,12 +165,11 @@ class SourceWeights:
         if not any(getattr(self, name) > 0 for name in SOURCES):
             raise ValueError(f"at least one candidate source ({', '.join(SOURCES)}) "
                              f"needs a weight above 0")
-        weights = np.array([getattr(self, name) for name in SOURCES], dtype=np.float64)
-        object.__setattr__(self, "weight_array", weights)
-        object.__setattr__(self, "_plans", {})
         object.__setattr__(self, "active", tuple(
             (s, float(getattr(self, name)), float(getattr(self, f"{name}_decay")))
             for s, name in enumerate(SOURCES) if getattr(self, name) > 0))
+        object.__setattr__(self, "decays", any(decay > 0 for _, _, decay in self.active))
+        object.__setattr__(self, "active_weights", np.array([[w] for _, w, _ in self.active]))
 
     def as_dict(self) -> dict:
         """Plain values, for reports and meta.json."""
@@ -305,7 +326,8 @@ def add_to_history(history: History, item, confidence: float, ts_ms: int, *,
     elapsed_s = (ts_ms - history.updated_ts_ms) / 1000.0
     factor = 0.5 ** (elapsed_s / decay_half_life_s) if decay_half_life_s > 0 and elapsed_s > 0 else 1.0
     items = list(history.items)
-    conf = [1.0 + (c - 1.0) * factor for c in history.confidence]
+    conf = (list(history.confidence) if factor == 1.0
+            else [1.0 + (c - 1.0) * factor for c in history.confidence])
     last = list(history.last_ts_ms)
     gain = float(confidence) - 1.0
     try:
@@ -503,7 +525,8 @@ class _Prepared:
         self.gram = model.gram
         self.regularization = model.regularization if "params" in model.meta else 0.0
         # The neighbour lists with their padding (and any index out of range)
-        # pointing at the dummy item ``n_items``, which is always blocked.
+        # pointing at the dummy item ``n_items``, which is always blocked; the
+        # dummy item has a row of padding too, for the anchors a session lacks.
         self.lists = []
         for items, scores in ((model.similar_items, model.similar_scores),
                               (model.cooc_items, model.cooc_scores),
@@ -511,8 +534,28 @@ class _Prepared:
             items = np.asarray(items, dtype=np.int64)
             items = np.where((items >= 0) & (items < n_items), items, n_items)
             scores = np.where(items < n_items, np.maximum(scores, 0), 0).astype(np.float64)
-            self.lists.append((items, scores))
-        self.widths = tuple(items.shape[1] for items, _ in self.lists)
+            self.lists.append((np.vstack([items, np.full((1, items.shape[1]), n_items)]),
+                               np.vstack([scores, np.zeros((1, scores.shape[1]))])))
+        self.woodbury = _woodbury_tables(self.item_factors, self.gram, self.regularization)
+        self.layouts: dict = {}  # (sources, anchor columns) -> _layout()
+        # The longest history folded in through ``woodbury``: beyond, the k × k solve is cheaper.
+        self.woodbury_max = 3 * self.item_factors.shape[1] // 4
+
+
+def _woodbury_tables(item_factors: np.ndarray, gram: np.ndarray,
+                     regularization: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(W, L⁻¹) for the batched fold-in, with YᵀY + λI = LLᵀ and W = YL⁻ᵀ plus a zero
+    row (padding) at ``n_items``; None when λ <= 0."""
+    if regularization <= 0:
+        return None
+    n_factors = gram.shape[0]
+    try:
+        chol = np.linalg.cholesky(gram + regularization * np.eye(n_factors))
+    except np.linalg.LinAlgError:
+        return None
+    w = solve_triangular(chol, item_factors.T.astype(np.float64), lower=True).T
+    return (np.vstack([w, np.zeros((1, n_factors))]),
+            solve_triangular(chol, np.eye(n_factors), lower=True))
 
 
 _prepared: "weakref.WeakKeyDictionary[Model, _Prepared]" = weakref.WeakKeyDictionary()
@@ -539,13 +582,25 @@ def _prepare(model: Model) -> _Prepared:
     return prep
 
 
+#: Most merge slots (rows × (n_items + 1)) one scoring thread keeps: a batch with more
+#: rows than fit is ranked in chunks of rows.
+MERGE_SLOTS = 1 << 22
+
+
 class _Scratch:
-    """Per-thread work arrays of one model: merge slots and block flags (reset after use)."""
+    """Per-thread work arrays of one model: block flags (reset after use) and merge slots
+    (their content does not matter)."""
 
     def __init__(self, n_items: int):
-        self.slots = np.zeros(n_items + 1, dtype=np.int64)
         self.flags = np.zeros(n_items + 1, dtype=bool)
         self.flags[n_items] = True  # the padding of neighbour lists
+        self.slots = np.zeros(0, dtype=np.int64)
+
+    def merge_slots(self, size: int) -> np.ndarray:
+        """At least ``size`` slots."""
+        if len(self.slots) < size:
+            self.slots = np.empty(size, dtype=np.int64)
+        return self.slots
 
 
 def _scratch(model: Model, n_items: int) -> _Scratch:
@@ -576,8 +631,39 @@ def popular_items(model: Model, category: int = -1) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# Normalising and blending
+# Normalising, blending and the best n, per segment (one segment per list)
 # ---------------------------------------------------------------------------
+
+class _Segments:
+    """The segment (list) of each entry of flat arrays: ascending, so that each is one run."""
+
+    def __init__(self, seg: np.ndarray, n: int):
+        self.seg = seg
+        self.n = n
+        self.counts = np.bincount(seg, minlength=n)
+        self.starts = np.add.accumulate(self.counts) - self.counts
+        self.complete = bool(np.logical_and.reduce(self.counts))
+
+    @classmethod
+    def single(cls, length: int) -> "_Segments":
+        """One segment of ``length`` entries."""
+        return cls(np.zeros(length, dtype=np.int64), 1)
+
+    def subset(self, keep: np.ndarray) -> "_Segments":
+        """The segments of the entries ``keep`` selects."""
+        return _Segments(self.seg[keep], self.n)
+
+    def extreme(self, ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
+        """``np.maximum`` or ``np.minimum`` of each segment along the last axis of ``values``
+        (0 for an empty segment)."""
+        if self.complete:
+            return ufunc.reduceat(values, self.starts, axis=-1)
+        out = np.zeros(values.shape[:-1] + (self.n,))
+        filled = self.counts > 0
+        if filled.any():
+            out[..., filled] = ufunc.reduceat(values, self.starts[filled], axis=-1)
+        return out
+
 
 def normalise(scores: np.ndarray, method: str = "minmax") -> np.ndarray:
     """Scores mapped to [0, 1] within the given candidates.
@@ -593,21 +679,32 @@ def normalise(scores: np.ndarray, method: str = "minmax") -> np.ndarray:
     >>> normalise(np.array([2.0, 9.0, 9.0, 3.0]), "rank").round(3).tolist()
     [0.0, 1.0, 1.0, 0.333]
     """
+    if method not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {method!r}; use one of {NORMALISATIONS}")
     scores = np.asarray(scores, dtype=np.float64)
-    if len(scores) == 0:
-        return scores
+    return _normalise(scores, _Segments.single(len(scores)), method)
+
+
+def _normalise(values: np.ndarray, segments: _Segments, method: str) -> np.ndarray:
+    """:func:`normalise` within each segment."""
+    seg = segments.seg
     if method == "minmax":
-        low, high = scores.min(), scores.max()
-        if high <= low:
-            return np.ones_like(scores)
-        return (scores - low) / (high - low)
-    if method == "rank":
-        if len(scores) == 1:
-            return np.ones(1)
-        order = np.sort(scores)[::-1]
-        rank = np.searchsorted(-order, -scores, side="left")
-        return 1.0 - rank / (len(scores) - 1)
-    raise ValueError(f"unknown normalisation {method!r}; use one of {NORMALISATIONS}")
+        low = segments.extreme(np.minimum, values)[seg]
+        span = segments.extreme(np.maximum, values)[seg] - low
+        return np.divide(values - low, span, out=np.ones(len(values)), where=span > 0)
+    order = np.lexsort((-values, seg))
+    ranked = values[order]
+    tie_start = np.ones(len(values), dtype=bool)
+    tie_start[1:] = (ranked[1:] != ranked[:-1]) | (seg[1:] != seg[:-1])
+    position = np.arange(len(values))
+    rank = np.empty(len(values))
+    rank[order] = np.maximum.accumulate(np.where(tie_start, position, 0)) - segments.starts[seg]
+    last = (segments.counts - 1)[seg]
+    return 1.0 - np.divide(rank, last, out=np.zeros_like(rank), where=last > 0)
+
+
+def _mix(similarity: np.ndarray, personal: np.ndarray, blend: float) -> np.ndarray:
+    return (1.0 - blend) * similarity + blend * personal
 
 
 def blend_scores(similarity: np.ndarray, personal: np.ndarray | None, blend: float,
@@ -626,7 +723,7 @@ def blend_scores(similarity: np.ndarray, personal: np.ndarray | None, blend: flo
     sim = normalise(similarity, normalisation)
     if personal is None or blend <= 0:
         return sim
-    return (1.0 - blend) * sim + blend * normalise(personal, normalisation)
+    return _mix(sim, normalise(personal, normalisation), blend)
 
 
 def anchor_weights(n_anchors: int, decay: float) -> np.ndarray:
@@ -640,21 +737,388 @@ def anchor_weights(n_anchors: int, decay: float) -> np.ndarray:
     return np.power(float(decay), np.arange(n_anchors - 1, -1, -1, dtype=np.float64))
 
 
+def _top_mask(segments: _Segments, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """True for the ``k`` best entries of each segment (all of a shorter one); ties to the
+    lower item."""
+    seg = segments.seg
+    width = int(segments.counts.max(initial=0))
+    if width <= k:
+        return np.ones(len(seg), dtype=bool)
+    if k <= 0:
+        return np.zeros(len(seg), dtype=bool)
+    if segments.n == 1:
+        kth = np.partition(scores, width - k)[width - k]
+    else:  # each segment's k-th best from a table of segments, padded with -inf
+        table = np.full((segments.n, width), -np.inf)
+        table[seg, np.arange(len(seg)) - segments.starts[seg]] = scores
+        table.partition(width - k, axis=1)
+        kth = table[:, width - k][seg]
+    keep = scores > kth
+    room = k - np.bincount(seg[keep], minlength=segments.n)
+    tied = (scores == kth).nonzero()[0]
+    tied = tied[np.lexsort((items[tied], seg[tied]))]
+    tied_seg = seg[tied]
+    rank = np.arange(len(tied)) - np.searchsorted(tied_seg, tied_seg)
+    keep[tied[rank < room[tied_seg]]] = True
+    return keep
+
+
+#: Above this many entries :func:`_best` cuts each segment to its best before sorting.
+_SORT_ALL = 2048
+
+
+def _best(segments: _Segments, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best entries of each segment, segment by segment, best first
+    (ties to the lower item)."""
+    chosen, seg = None, segments.seg
+    if len(scores) > _SORT_ALL:
+        chosen = _top_mask(segments, items, scores, k).nonzero()[0]
+        items, scores, seg = items[chosen], scores[chosen], seg[chosen]
+    order = np.lexsort((items, -scores, seg))
+    seg = seg[order]
+    order = order[np.arange(len(order)) - seg.searchsorted(seg) < k]
+    return order if chosen is None else chosen[order]
+
+
+def _top(items: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best (item, score) pairs, best first, ties to the lower index."""
+    order = _best(_Segments.single(len(items)), items, scores, n)
+    return items[order], scores[order]
+
+
 # ---------------------------------------------------------------------------
-# Recommending
+# Fold-in of a batch
 # ---------------------------------------------------------------------------
 
-def _fold_in_known(prep: _Prepared, items, confidence) -> np.ndarray | None:
-    """:func:`fold_in_user` over the items the model knows; None when it knows none."""
-    items = np.asarray(items, dtype=np.int64)
-    confidence = np.asarray(confidence, dtype=np.float64)
-    known = (items >= 0) & (items < prep.n_items)
-    if not known.all():
-        items, confidence = items[known], confidence[known]
-    if len(items) == 0:
-        return None
-    return fold_in_user(prep.item_factors, items, confidence,
-                        regularization=prep.regularization, gram=prep.gram)
+#: The batched fold-in pads a history to a multiple of this many items.
+FOLD_IN_STEP = 8
+
+
+def _fold_in_batch(prep: _Prepared, histories) -> list[np.ndarray | None]:
+    """:func:`fold_in_user` of each (items, confidence) of ``histories`` (items the model knows).
+
+    A history of at most :attr:`_Prepared.woodbury_max` items with every
+    |c| >= 1 (and finite) is solved through the Woodbury identity, an h × h
+    system instead of the k × k normal equations: with YᵀY + λI = LLᵀ and
+    W = YL⁻ᵀ, x_u = L⁻ᵀ W_uᵀ (I + D_u W_u W_uᵀ)⁻¹ c⁺, D_u = diag(|c| - 1),
+    c⁺ = max(c, 0). Such histories are padded with zero rows to a multiple of
+    :data:`FOLD_IN_STEP` and stacked per padded length; each system is solved
+    on its own, so a user's vector does not depend on the rest of the batch.
+    Longer histories, and all of them when λ = 0, take :func:`fold_in_user`.
+    None for an empty history.
+    """
+    vectors: list[np.ndarray | None] = [None] * len(histories)
+    stacks: dict[int, list[int]] = {}
+    for i, (items, confidence) in enumerate(histories):
+        if not len(items):
+            continue
+        if (prep.woodbury is not None and len(items) <= prep.woodbury_max
+                and min(map(abs, confidence)) >= 1.0 and math.isfinite(sum(confidence))):
+            stacks.setdefault(-(-len(items) // FOLD_IN_STEP) * FOLD_IN_STEP, []).append(i)
+        else:
+            vectors[i] = fold_in_user(prep.item_factors, items, confidence,
+                                      regularization=prep.regularization, gram=prep.gram)
+    for width, members in stacks.items():
+        for i, x in zip(members, _woodbury_fold_in(prep, [histories[i] for i in members], width)):
+            vectors[i] = x
+    return vectors
+
+
+def _woodbury_fold_in(prep: _Prepared, histories, width: int) -> np.ndarray:
+    """x_u of each history (at most ``width`` items each), one stack: shape (len(histories), k)."""
+    w_table, l_inv = prep.woodbury
+    pad = prep.n_items  # the zero row of W; its confidence 0 adds nothing to c⁺
+    items = np.array([[*i, *[pad] * (width - len(i))] for i, _ in histories], dtype=np.int64)
+    conf = np.array([[*c, *[0.0] * (width - len(c))] for _, c in histories], dtype=np.float64)
+    w = w_table[items]
+    system = w @ w.transpose(0, 2, 1)
+    system *= (np.abs(conf) - 1.0)[:, :, None]
+    system.reshape(len(histories), -1)[:, ::width + 1] += 1.0
+    # I + DK is similar to an SPD matrix with eigenvalues >= 1: never singular.
+    v = np.array([_gesv(a, b)[2] for a, b in zip(system, np.maximum(conf, 0.0))])
+    return (v[:, None, :] @ w @ l_inv)[:, 0]
+
+
+# ---------------------------------------------------------------------------
+# Recommending a batch
+# ---------------------------------------------------------------------------
+
+class _Request(NamedTuple):
+    """One list to compute, in model indices (:func:`_request`)."""
+
+    query: int  # -1: unknown to the model
+    category: int  # the query item's, else the event's (-1: none)
+    items: list  # the history's items the model knows, and their confidence
+    confidence: list
+    anchors: list  # known session items and the query item, newest last, at most ``window``
+    blocked: list  # items never recommended (unknown ones are ignored)
+    user_factors: np.ndarray | None  # a fixed vector; None: fold in ``items``
+
+
+def _request(prep: _Prepared, params: ScoringParams, query: int, category: int, items: list,
+             confidence: list, session: list, bought: list, shown: list,
+             user_factors: np.ndarray | None) -> _Request:
+    """A :class:`_Request` from model indices (lists of int; -1 or out of range: unknown)."""
+    n_items = prep.n_items
+    if 0 <= query < n_items:
+        category = int(prep.item_category[query])
+    else:
+        query = -1
+    anchors = session
+    if query >= 0 and (not session or session[-1] != query):
+        anchors = session + [query]
+    anchors = [a for a in anchors if 0 <= a < n_items][-params.sources.window:]
+    blocked = bought + shown
+    if params.exclude_query and query >= 0:
+        blocked.append(query)
+    if params.exclude_session:
+        blocked += session
+    return _Request(query, category, items, confidence, anchors, blocked, user_factors)
+
+
+def _state_request(model: Model, prep: _Prepared, params: ScoringParams, history: History,
+                   session: Session, query_item, query_category: str | None,
+                   user_factors: np.ndarray | None = None) -> _Request:
+    """A :class:`_Request` from a shopper's state (external ids)."""
+    get = model.item_index.get
+
+    def indices(item_ids) -> list:
+        return list(map(get, item_ids, repeat(-1)))
+
+    items, confidence = indices(history.items), list(history.confidence)
+    if -1 in items:
+        confidence = [c for item, c in zip(items, confidence) if item >= 0]
+        items = [item for item in items if item >= 0]
+    return _request(prep, params, get(query_item, -1), prep.category_index.get(query_category, -1),
+                    items, confidence, indices(session.items),
+                    indices(history.bought) if params.filter_bought else [],
+                    indices(session.shown) if params.filter_shown else [], user_factors)
+
+
+def _user_vectors(prep: _Prepared, requests: list[_Request],
+                  blend: float) -> list[np.ndarray | None]:
+    """x_u of each request: its fixed vector, else folded in; None without one or when
+    ``blend`` is 0."""
+    if blend <= 0:
+        return [None] * len(requests)
+    vectors = [r.user_factors if r.user_factors is not None and np.any(r.user_factors) else None
+               for r in requests]
+    fold = [i for i, r in enumerate(requests) if r.user_factors is None]
+    folded = _fold_in_batch(prep, [(requests[i].items, requests[i].confidence) for i in fold])
+    for i, x in zip(fold, folded):
+        vectors[i] = x
+    return vectors
+
+
+def _layout(prep: _Prepared, sources: SourceWeights, width: int) -> tuple[list, np.ndarray | None]:
+    """For ``width`` anchor columns: (list index, anchor weights or None: newest anchor only)
+    per active source, and the source of each entry column (None for a single source)."""
+    key = (sources, width)
+    layout = prep.layouts.get(key)
+    if layout is None:
+        parts, sizes = [], []
+        for s, _, decay in sources.active:
+            rows = width if decay > 0 else 1
+            parts.append((s, anchor_weights(sources.window, decay)[-rows:] if decay > 0 else None))
+            sizes.append(rows * (prep.lists[s][0].shape[1] if s < len(prep.lists) else 1))
+        columns = np.repeat(np.arange(len(sizes)), sizes) if len(sizes) > 1 else None
+        layout = (parts, columns)
+        if len(prep.layouts) < 256:
+            prep.layouts[key] = layout
+    return layout
+
+
+def _gather(prep: _Prepared, requests: list[_Request],
+            sources: SourceWeights) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every source's entries for each request: items and weighted values, shape (B, C), and
+    the source (position in ``sources.active``) of each column (None for a single source).
+
+    Anchors are right-aligned (the missing ones are the dummy item, always
+    blocked) and weighted from one table of ``window`` weights, so that a
+    request's entries keep their values and order whatever the batch.
+    """
+    width = max(1, max(len(r.anchors) for r in requests)) if sources.decays else 1
+    pad = [prep.n_items] * width
+    anchors = np.array([(pad + r.anchors)[-width:] for r in requests], dtype=np.int64)
+    parts, columns = _layout(prep, sources, width)
+    items, values = [], []
+    for s, weights in parts:
+        rows = anchors[:, -1:] if weights is None else anchors
+        if s < len(prep.lists):
+            table, scores = prep.lists[s]
+            cand, value = table[rows], scores[rows]
+            if weights is not None:
+                value = value * weights[:, None]
+        else:  # the session's own items
+            cand = rows
+            value = np.ones(rows.shape) if weights is None else np.ones(rows.shape) * weights
+        items.append(cand.reshape(len(requests), -1))
+        values.append(value.reshape(len(requests), -1))
+    if len(items) == 1:
+        return items[0], values[0], None
+    return np.concatenate(items, axis=1), np.concatenate(values, axis=1), columns
+
+
+def _blocked_keys(prep: _Prepared, requests: list[_Request]) -> np.ndarray:
+    """Merge keys (row × (n_items + 1) + item) of every request's blocked items and dummy item."""
+    n_items = prep.n_items
+    span = n_items + 1
+    return np.array([row * span + item for row, r in enumerate(requests)
+                     for item in (*r.blocked, n_items) if 0 <= item <= n_items], dtype=np.int64)
+
+
+def _merge(prep: _Prepared, scratch: _Scratch, requests: list[_Request], items: np.ndarray,
+           values: np.ndarray, columns: np.ndarray | None, n_sources: int,
+           unavailable: np.ndarray | None) -> tuple[_Segments, np.ndarray, np.ndarray]:
+    """The allowed candidates, one per (request, item), and their per-source sums.
+
+    Returns segments (the request of each candidate), items and sums, shape
+    (n_sources, n_candidates); a request's candidates keep the order of their
+    last entry. Duplicates merge without sorting: every entry writes its
+    position into the slot of its (request, item) and the last one owns it; a
+    blocked item's slot is then overwritten with -1. An item's entries add up
+    in column order, whatever else is in the batch.
+    """
+    n_rows = len(items)
+    span = prep.n_items + 1
+    keys = items + np.arange(0, n_rows * span, span)[:, None]
+    flat = keys.ravel()
+    slots = scratch.merge_slots(n_rows * span)
+    position = np.arange(len(flat))
+    slots[flat] = position
+    slots[_blocked_keys(prep, requests)] = -1
+    if unavailable is not None:
+        slots[flat[np.append(unavailable, True)[items.ravel()]]] = -1
+    unique = flat[slots[flat] == position]
+    n = len(unique)
+    slots[unique] = np.arange(n)
+    bins = slots[keys] + 1  # 0 for the blocked entries, 1 + candidate otherwise
+    if columns is not None:
+        bins += columns * (n + 1)
+    sums = np.bincount(bins.ravel(), weights=values.ravel(), minlength=n_sources * (n + 1))
+    request = unique // span
+    return (_Segments(request, n_rows), unique - request * span,
+            sums.reshape(n_sources, n + 1)[:, 1:])
+
+
+def _similarity(segments: _Segments, sums: np.ndarray, sources: SourceWeights) -> np.ndarray:
+    """Each source's sums divided by their largest in the request, added up with the source
+    weights (in the order of the sources)."""
+    top = segments.extreme(np.maximum, sums)
+    scale = np.divide(sources.active_weights, top, out=np.zeros(top.shape), where=top > 0)
+    terms = scale[:, segments.seg] * sums
+    sim = terms[0]
+    for term in terms[1:]:
+        sim = sim + term
+    return sim
+
+
+def _personal(prep: _Prepared, items: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """x_u · y_i for ``items``, in float32 like the factors."""
+    return prep.item_factors[items] @ vector.astype(np.float32)
+
+
+def _blended(prep: _Prepared, segments: _Segments, items: np.ndarray, sim: np.ndarray,
+             vectors: list, params: ScoringParams) -> tuple[_Segments, np.ndarray, np.ndarray]:
+    """The candidates the personal score re-ranks (``pool``) and their blended score.
+
+    The personal score is one matrix-vector product per request, over the
+    request's candidates in their own order: the same numbers in any batch.
+    """
+    personal = [v is not None for v in vectors]
+    if not any(personal):
+        return segments, items, _normalise(sim, segments, params.normalisation)
+    pool = params.sources.pool
+    if 0 < pool < np.maximum.reduce(segments.counts):
+        keep = _top_mask(segments, items, sim, pool)
+        if not all(personal):
+            keep |= ~np.array(personal)[segments.seg]
+        segments, items, sim = segments.subset(keep), items[keep], sim[keep]
+    dots = np.zeros(len(items))
+    for start, count, vector in zip(segments.starts.tolist(), segments.counts.tolist(), vectors):
+        if vector is not None and count:
+            dots[start:start + count] = _personal(prep, items[start:start + count], vector)
+    score = _normalise(sim, segments, params.normalisation)
+    mixed = _mix(score, _normalise(dots, segments, params.normalisation), params.blend)
+    if not all(personal):
+        mixed = np.where(np.array(personal)[segments.seg], mixed, score)
+    return segments, items, mixed
+
+
+def _rank(model: Model, prep: _Prepared, requests: list[_Request], params: ScoringParams,
+          unavailable: np.ndarray | None = None) -> list[Recommendation]:
+    """The list of each request (see the module docstring), in chunks of rows that fit
+    :data:`MERGE_SLOTS`."""
+    rows = max(1, MERGE_SLOTS // (prep.n_items + 1))
+    scratch = _scratch(model, prep.n_items)
+    return [rec for start in range(0, len(requests), rows)
+            for rec in _rank_rows(model, prep, scratch, requests[start:start + rows], params,
+                                  unavailable)]
+
+
+def _rank_rows(model: Model, prep: _Prepared, scratch: _Scratch, requests: list[_Request],
+               params: ScoringParams, unavailable: np.ndarray | None) -> list[Recommendation]:
+    vectors = _user_vectors(prep, requests, params.blend)
+    segments, items, sums = _merge(prep, scratch, requests,
+                                   *_gather(prep, requests, params.sources),
+                                   len(params.sources.active), unavailable)
+    found = (segments.counts > 0).tolist()
+    if len(items):
+        segments, items, score = _blended(prep, segments, items,
+                                          _similarity(segments, sums, params.sources), vectors,
+                                          params)
+        order = _best(segments, items, score, params.n)
+        items, score = items[order], score[order].astype(np.float32)
+        ends = np.add.accumulate(np.bincount(segments.seg[order], minlength=len(requests))).tolist()
+    else:
+        score, ends = np.zeros(0, dtype=np.float32), [0] * len(requests)
+    return [_finish(model, prep, r, params, v, f, items[start:end], score[start:end], unavailable)
+            for r, v, f, start, end in zip(requests, vectors, found, [0] + ends, ends)]
+
+
+def _strategy(query: int, personal: bool) -> str:
+    if query >= 0:
+        return "personalized_similar" if personal else "similar"
+    return "session_fold_in" if personal else "session_similar"
+
+
+def _finish(model: Model, prep: _Prepared, request: _Request, params: ScoringParams,
+            vector: np.ndarray | None, found: bool, items: np.ndarray, scores: np.ndarray,
+            unavailable: np.ndarray | None) -> Recommendation:
+    """A request's list from its best candidates (``found``: it had any): without them the
+    popular items ranked by its vector, then the fall-backs for what is left of ``n``."""
+    if found and len(items) >= params.n:
+        return Recommendation(items, scores, _strategy(request.query, vector is not None))
+    parts_items, parts_scores, names = [], [], []
+    if found:
+        parts_items.append(items)
+        parts_scores.append(scores)
+        names.append(_strategy(request.query, vector is not None))
+    with _Blocked(_scratch(model, prep.n_items), prep.n_items, (request.blocked,),
+                  unavailable) as blocked:
+        if not found and vector is not None:
+            pool = prep.popular[:FOLD_IN_POOL]
+            pool = pool[blocked.allowed(pool)]
+            if len(pool):
+                personal = _personal(prep, pool, vector)
+                top_items, top_scores = _top(pool, normalise(personal, params.normalisation),
+                                             params.n)
+                parts_items.append(top_items)
+                parts_scores.append(top_scores)
+                names.append("session_fold_in")
+        chosen = parts_items[0] if parts_items else np.zeros(0, dtype=np.int64)
+        if len(chosen) < params.n:
+            fill, fill_names = _fill(prep, chosen, params.n, request.category, blocked)
+            if fill:
+                count = sum(len(f) for f in fill)
+                parts_items.extend(fill)
+                parts_scores.append(-np.arange(1, count + 1, dtype=np.float64) / (count + 1))
+                names.extend(fill_names)
+    if not parts_items:
+        return Recommendation(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32),
+                              "popular")
+    return Recommendation(np.concatenate(parts_items).astype(np.int64),
+                          np.concatenate(parts_scores).astype(np.float32), "+".join(names))
 
 
 class _Blocked:
@@ -690,17 +1154,6 @@ class _Blocked:
         return keep
 
 
-def _top(items: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best (item, score) pairs, best first, ties to the lower index."""
-    if len(items) > n:
-        cut = np.argpartition(-scores, n - 1)[:n]
-        # Keep every item tied with the n-th so ties resolve by index.
-        cut = np.flatnonzero(scores >= scores[cut].min())
-        items, scores = items[cut], scores[cut]
-    order = np.lexsort((items, -scores))[:n]
-    return items[order], scores[order]
-
-
 def _fill(prep: _Prepared, chosen: np.ndarray, n: int, category: int,
           blocked: _Blocked) -> tuple[list[np.ndarray], list[str]]:
     """Fall-back items (popular in category, then overall) for the ``n - len(chosen)`` free slots."""
@@ -730,6 +1183,22 @@ def _fill(prep: _Prepared, chosen: np.ndarray, n: int, category: int,
             names.append(name)
     return parts, names
 
+
+def _known(prep: _Prepared, items, confidence) -> tuple[list, list]:
+    """The (items, confidence) of a history that the model knows, as lists."""
+    items = np.asarray(items, dtype=np.int64).ravel()
+    known = (items >= 0) & (items < prep.n_items)
+    return items[known].tolist(), np.asarray(confidence, dtype=np.float64).ravel()[known].tolist()
+
+
+def _ints(values) -> list:
+    return np.asarray(list(values) if isinstance(values, (set, frozenset)) else values,
+                      dtype=np.int64).ravel().tolist()
+
+
+# ---------------------------------------------------------------------------
+# The public entry points
+# ---------------------------------------------------------------------------
 
 def recommend(model: Model, query_item: int, history_items=(), history_confidence=(), *,
               session_items=(), bought=(), shown=(), unavailable: np.ndarray | None = None,
@@ -792,131 +1261,12 @@ def recommend(model: Model, query_item: int, history_items=(), history_confidenc
     (['i3', 'i2', 'i0'], 'popular_category+popular')
     """
     prep = _prepare(model)
-    n_items = prep.n_items
-    query = int(query_item) if 0 <= int(query_item) < n_items else -1
-
-    # Anchors: the recent session items, newest last, with the query item as the newest.
-    session = np.asarray(session_items, dtype=np.int64).ravel()
-    anchors = session
-    if query >= 0 and (len(anchors) == 0 or anchors[-1] != query):
-        anchors = np.append(anchors, query)
-    anchors = anchors[(anchors >= 0) & (anchors < n_items)][-sources.window:]
-
-    if user_factors is None and blend > 0 and len(history_items):
-        user_factors = _fold_in_known(prep, history_items, history_confidence)
-    elif user_factors is not None and not np.any(user_factors):
-        user_factors = None
-    personal_on = user_factors is not None and blend > 0
-
-    groups = (bought, shown, [query] if exclude_query and query >= 0 else None,
-              session if exclude_session else None)
-    with _Blocked(_scratch(model, n_items), n_items, groups, unavailable) as blocked:
-        parts_items, parts_scores, names = [], [], []
-        cand, sim = _candidates(model, prep, anchors, sources, blocked)
-        if len(cand):
-            personal = None
-            if personal_on and 0 < sources.pool < len(cand):
-                best = np.argpartition(-sim, sources.pool - 1)[:sources.pool]
-                cand, sim = cand[best], sim[best]
-            if personal_on:
-                personal = prep.item_factors[cand] @ user_factors.astype(np.float32)
-            top_items, top_scores = _top(cand, blend_scores(sim, personal, blend, normalisation), n)
-            parts_items.append(top_items)
-            parts_scores.append(top_scores)
-            if query >= 0:
-                names.append("personalized_similar" if personal_on else "similar")
-            else:
-                names.append("session_fold_in" if personal_on else "session_similar")
-        elif personal_on:
-            pool = prep.popular[:FOLD_IN_POOL]
-            pool = pool[blocked.allowed(pool)]
-            if len(pool):
-                personal = prep.item_factors[pool] @ user_factors.astype(np.float32)
-                top_items, top_scores = _top(pool, normalise(personal, normalisation), n)
-                parts_items.append(top_items)
-                parts_scores.append(top_scores)
-                names.append("session_fold_in")
-
-        chosen = parts_items[0] if parts_items else np.zeros(0, dtype=np.int64)
-        if len(chosen) < n:
-            category = int(prep.item_category[query]) if query >= 0 else int(query_category)
-            fill, fill_names = _fill(prep, chosen, n, category, blocked)
-            if fill:
-                count = sum(len(f) for f in fill)
-                parts_items.extend(fill)
-                parts_scores.append(-np.arange(1, count + 1, dtype=np.float64) / (count + 1))
-                names.extend(fill_names)
-    if not parts_items:
-        return Recommendation(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32),
-                              "popular")
-    return Recommendation(np.concatenate(parts_items).astype(np.int64),
-                          np.concatenate(parts_scores).astype(np.float32), "+".join(names))
-
-
-def _plan(sources: SourceWeights, m: int, widths: tuple) -> tuple[list, np.ndarray]:
-    """Per (sources, number of anchors, list widths): which rows each source reads, the
-    anchor weights, and the source of every merged entry. Cached on ``sources``."""
-    key = (m, widths)
-    cached = sources._plans.get(key)
-    if cached is None:
-        plan, source = [], []
-        for s, _, decay in sources.active:
-            last_only = decay == 0.0 or m == 1
-            n_rows = 1 if last_only else m
-            w = None if last_only else anchor_weights(m, decay)
-            if s < len(widths):
-                plan.append((s, last_only, None if w is None else w[:, None]))
-                source.append(np.full(n_rows * widths[s], s))
-            else:
-                plan.append((s, last_only, np.ones(1) if w is None else w))
-                source.append(np.full(n_rows, s))
-        cached = (plan, np.concatenate(source) if source else np.zeros(0, dtype=np.int64))
-        if len(sources._plans) < 256:
-            sources._plans[key] = cached
-    return cached
-
-
-def _candidates(model: Model, prep: _Prepared, anchors: np.ndarray, sources: SourceWeights,
-                blocked: _Blocked) -> tuple[np.ndarray, np.ndarray]:
-    """Merged candidates of all sources and their similarity (weighted, max-normalised sums)."""
-    m = len(anchors)
-    if m == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    plan, source = _plan(sources, m, prep.widths)
-    cand_parts, value_parts = [], []
-    for s, last_only, w in plan:
-        rows = anchors[-1:] if last_only else anchors
-        if s < len(prep.lists):
-            items, scores = prep.lists[s]
-            cand_parts.append(items[rows].ravel())
-            value_parts.append((scores[rows] if w is None else scores[rows] * w).ravel())
-        else:  # the session's own items
-            cand_parts.append(rows)
-            value_parts.append(w)
-    if len(cand_parts) == 1:
-        cand, values = cand_parts[0], value_parts[0]
-    else:
-        cand = np.concatenate(cand_parts)
-        values = np.concatenate(value_parts)
-    keep = blocked.allowed(cand)
-    cand, values, source = cand[keep], values[keep], source[keep]
-    if len(cand) == 0:
-        return cand, values
-    # Merge duplicates without sorting: an item's slot is its last position.
-    slots = _scratch(model, prep.n_items).slots
-    position = np.arange(len(cand))
-    slots[cand] = position
-    owner = slots[cand]
-    first = owner == position
-    unique = cand[first]
-    inverse = (np.cumsum(first) - 1)[owner]
-    n_unique = len(unique)
-    sums = np.bincount(source * n_unique + inverse, weights=values,
-                       minlength=len(SOURCES) * n_unique).reshape(len(SOURCES), n_unique)
-    top = sums.max(axis=1)
-    weights = sources.weight_array
-    scale = np.divide(weights, top, out=np.zeros_like(weights), where=top > 0)
-    return unique, scale @ sums
+    params = ScoringParams(n=n, blend=blend, sources=sources, normalisation=normalisation,
+                           exclude_query=exclude_query, exclude_session=exclude_session)
+    items, confidence = _known(prep, history_items, history_confidence)
+    request = _request(prep, params, int(query_item), int(query_category), items, confidence,
+                       _ints(session_items), _ints(bought), _ints(shown), user_factors)
+    return _rank(model, prep, [request], params, unavailable)[0]
 
 
 def score_event(model: Model, history: History, session: Session, query_item,
@@ -925,8 +1275,9 @@ def score_event(model: Model, history: History, session: Session, query_item,
                 user_factors: np.ndarray | None = None) -> Recommendation:
     """The list for one event, from the shopper's state after the event.
 
-    This is the whole per-event step of the worker and of the replay: ids to
-    model indices, the filters the settings ask for, :func:`recommend`.
+    The replay's whole per-event step, and :func:`score_events` on a batch of
+    one: ids to model indices, the filters the settings ask for, the ranking
+    of :func:`recommend`.
 
     Parameters
     ----------
@@ -959,20 +1310,43 @@ def score_event(model: Model, history: History, session: Session, query_item,
     ['i1', 'i2']
     """
     prep = _prepare(model)
-    query = model.item_index.get(query_item, -1)
-    category = -1
-    if query < 0 and query_category is not None:
-        category = prep.category_index.get(query_category, -1)
-    items, confidence = history_arrays(model, history)
-    session_items = to_indices(model, session.items)
-    return recommend(
-        model, query, items, confidence, session_items=session_items,
-        bought=to_indices(model, history.bought) if params.filter_bought and history.bought else (),
-        shown=to_indices(model, session.shown) if params.filter_shown and session.shown else (),
-        unavailable=unavailable, n=params.n, blend=params.blend, sources=params.sources,
-        normalisation=params.normalisation, exclude_query=params.exclude_query,
-        exclude_session=params.exclude_session, query_category=category,
-        user_factors=user_factors)
+    request = _state_request(model, prep, params, history, session, query_item, query_category,
+                             user_factors)
+    return _rank(model, prep, [request], params, unavailable)[0]
+
+
+def score_events(model: Model, requests, params: ScoringParams) -> list[Recommendation]:
+    """The lists for a batch of events: :func:`score_event` of each, computed together.
+
+    The fold-ins of the batch are solved as stacks and the candidates,
+    filters, normalisation, blend and best ``n`` are computed as arrays over
+    the batch. A list is the same, bit for bit, whatever else is in its batch.
+
+    Parameters
+    ----------
+    model : Model
+    requests : sequence of (History, Session, str, str or None)
+        ``(history, session, query_item, query_category)`` per event, as
+        :func:`score_event` takes them; the same user may come more than once.
+    params : ScoringParams
+
+    Returns
+    -------
+    list of Recommendation
+        One per request, in order.
+
+    Examples
+    --------
+    >>> m = _example_model()
+    >>> p = ScoringParams(n=2, blend=0.0)
+    >>> s = add_to_session(Session(), "i0", max_len=10)
+    >>> [r.item_ids(m) for r in score_events(m, [(History(), s, "i0", None),
+    ...                                          (History(), Session(), "new", "b")], p)]
+    [['i1', 'i2'], ['i3', 'i2']]
+    """
+    prep = _prepare(model)
+    return _rank(model, prep, [_state_request(model, prep, params, history, session, item, category)
+                               for history, session, item, category in requests], params)
 
 
 def recommend_for_user(model: Model, history_items, history_confidence, *, n: int = 20,
@@ -1010,8 +1384,8 @@ def recommend_for_user(model: Model, history_items, history_confidence, *, n: in
     ['i3', 'i1']
     """
     prep = _prepare(model)
-    if user_factors is None and len(history_items):
-        user_factors = _fold_in_known(prep, history_items, history_confidence)
+    if user_factors is None:
+        user_factors = _fold_in_batch(prep, [_known(prep, history_items, history_confidence)])[0]
     with _Blocked(_scratch(model, prep.n_items), prep.n_items, (bought, shown, exclude),
                   None) as blocked:
         if user_factors is None or not np.any(user_factors):

@@ -41,9 +41,7 @@ from shared.events import Event, EventError, parse_event
 from shared.messages import (MessageError, dead_letter, parse_model_update,
                              recommendation_message)
 from shared.scoring import (History, Recommendation, Session, add_shown, add_to_history,
-                            add_to_session, score_event)
-def score_events(model, reqs, params):  # TEMPORARY until shared.scoring has it
-    return [score_event(model, h, s, q, params, query_category=c) for h, s, q, c in reqs]
+                            add_to_session, score_events)
 from stream.app import (app, events_topic, limits, models, scoring, sessions, settings, users,
                         weights)
 from stream.metrics import WorkerMetrics
@@ -134,7 +132,7 @@ class _Step:
 
 
 def _read(table, key: str) -> dict | None:
-    value = table.get(key.encode())
+    value = table.read(key.encode())
     return None if value is None else orjson.loads(value)
 
 

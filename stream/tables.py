@@ -60,6 +60,15 @@ class ChangelogTable(faust.Table):
             options.open = open_without_wal
         return store
 
+    def read(self, key: bytes) -> bytes | None:
+        """The stored value of ``key``, or None: one RocksDB lookup.
+
+        ``table.get(key)`` goes through ``Mapping.get``, which asks the store
+        whether the key exists and then reads it: two lookups and their
+        Python layers for every read.
+        """
+        return self.data._get(key)
+
     def on_key_set(self, key: bytes, value: bytes) -> None:
         """Send the changelog message of a write, in the partition of the current event."""
         event = current_event()
