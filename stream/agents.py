@@ -59,7 +59,13 @@ BATCH_WAIT_S = 0.005
 
 
 class LatestLists:
-    """The latest list sent per user (message bytes), the most recent ``size`` users."""
+    """The latest list sent per user (message bytes), the most recent ``size`` users.
+
+    >>> latest = LatestLists(2)
+    >>> latest.put("a", b"1"); latest.put("b", b"2"); latest.put("a", b"3"); latest.put("c", b"4")
+    >>> latest.get("a"), latest.get("b"), latest.get("c")
+    (b'3', None, b'4')
+    """
 
     def __init__(self, size: int):
         self.size = size

@@ -113,8 +113,13 @@ def test_replay_scores_an_unknown_item_with_its_category_as_the_worker_does(tmp_
 
 
 @needs_data
-def test_worker_lists_equal_the_evaluation_replay(kafka_bootstrap, tmp_path, free_port):
-    env = scoring_env(PARAMS, alpha=YOOCHOOSE_TRAINING["alpha"])
+@pytest.mark.parametrize("filter_shown", [True, False], ids=["shown-filtered", "micro-batched"])
+def test_worker_lists_equal_the_evaluation_replay(kafka_bootstrap, tmp_path, free_port,
+                                                  filter_shown):
+    """With ``filter_shown`` the worker scores event by event; without it, it scores
+    micro-batches of the backlog sent here. Either way its lists are the replay's."""
+    params = replace(PARAMS, filter_shown=filter_shown)
+    env = scoring_env(params, alpha=YOOCHOOSE_TRAINING["alpha"])
     settings = load_settings(dict(os.environ, **env))  # what the worker will read
     events = session_rec_sample(YOOCHOOSE / "test.txt", tmp_path / "sample.txt", SESSIONS)
     train, _ = read_events(YOOCHOOSE / "train_full.txt")
@@ -126,13 +131,15 @@ def test_worker_lists_equal_the_evaluation_replay(kafka_bootstrap, tmp_path, fre
         worker.start()
         worker.send(*events)
         by_event = {r["event_id"]: r for r in worker.recommendations(len(events), timeout_s=90)}
+        mean_batch = worker.get("/metrics/")[1]["mean_batch"]
     finally:
         worker.close()
 
     # The evaluation's replay of the same rows, read by its own reader.
     sample, _ = read_events(tmp_path / "sample.txt")
     weights = SignalWeights.from_settings(settings)
-    replay = replay_next_item(model, sample, PARAMS, weights)
+    replay = replay_next_item(model, sample, params, weights)
+    assert filter_shown or mean_batch > 1  # the backlog was scored in micro-batches
     assert len(by_event) == len(events) and len(replay.keys) == len(events) - SESSIONS
     assert {r["model_version"] for r in by_event.values()} == {model.version}
     replayed, served, score_gaps = [], [], []
@@ -152,5 +159,6 @@ def test_worker_lists_equal_the_evaluation_replay(kafka_bootstrap, tmp_path, fre
     # the shown items (sessions table) or the decay (users table, event
     # times) the lists would be others.
     assert {r["strategy"] for r in by_event.values()} == set(replay.strategies)
-    for changed in (replace(PARAMS, filter_shown=False), replace(PARAMS, decay_half_life_s=0.0)):
+    for changed in (replace(params, filter_shown=not filter_shown),
+                    replace(params, decay_half_life_s=0.0)):
         assert replay_next_item(model, sample, changed, weights).lists != replay.lists
