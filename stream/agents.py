@@ -136,6 +136,11 @@ class _Step:
     session: Session | None = None
     rec: Recommendation | None = None
 
+    @property
+    def request(self) -> tuple:
+        """What :func:`shared.scoring.score_events` scores this event's list from."""
+        return self.history, self.session, self.event.item_id, self.event.category
+
 
 def _read(table, key: str) -> dict | None:
     value = table.read(key.encode())
@@ -159,6 +164,10 @@ def _dead_letter(message, error: EventError) -> None:
         offset=message.offset))
 
 
+def _processing_error(message, exc: Exception) -> None:
+    _dead_letter(message, EventError(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"))
+
+
 def _apply(faust_event) -> _Step:
     """Steps 1-3 of the module docstring for the current event."""
     message = faust_event.message
@@ -175,8 +184,7 @@ def _apply(faust_event) -> _Step:
         step = _Step(faust_event, "scored", event, history, session)
         if scoring.filter_shown and models.model is not None:
             model = models.model
-            step.rec = score_events(model, [(history, session, event.item_id, event.category)],
-                                    scoring)[0]
+            step.rec = score_events(model, [step.request], scoring)[0]
             step.session = session = add_shown(session, step.rec.item_ids(model),
                                                max_len=scoring.session_max)
         users[event.user_id.encode()] = orjson.dumps(user_row)
@@ -184,7 +192,7 @@ def _apply(faust_event) -> _Step:
         return step
     except Exception as exc:  # a bug must not stop the stream: the event goes to the DLQ
         log.exception("processing event %s failed", event.event_id)
-        _dead_letter(message, EventError(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"))
+        _processing_error(message, exc)
         return _Step(faust_event, "dead_letter")
 
 
@@ -194,8 +202,7 @@ def _finish(batch: list[_Step]) -> None:
     to_score = [s for s in batch if s.outcome == "scored" and s.rec is None]
     if model is not None and to_score:
         try:
-            recs = score_events(model, [(s.history, s.session, s.event.item_id, s.event.category)
-                                        for s in to_score], scoring)
+            recs = score_events(model, [s.request for s in to_score], scoring)
         except Exception:  # one bad state must not cost the batch: find it event by event
             recs = [_score_one(model, s) for s in to_score]
         for step, rec in zip(to_score, recs):
@@ -216,12 +223,10 @@ def _finish(batch: list[_Step]) -> None:
 
 def _score_one(model, step: _Step) -> Recommendation | None:
     try:
-        return score_events(model, [(step.history, step.session, step.event.item_id,
-                                     step.event.category)], scoring)[0]
+        return score_events(model, [step.request], scoring)[0]
     except Exception as exc:
         log.exception("scoring event %s failed", step.event.event_id)
-        _dead_letter(step.faust_event.message,
-                     EventError(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"))
+        _processing_error(step.faust_event.message, exc)
         return None
 
 

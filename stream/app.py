@@ -7,7 +7,7 @@ State lives in two RocksDB tables (rocksdict driver) with Kafka changelogs,
 both written in the partition of the event being processed. Events are keyed
 by user id, so a user's events, their ``users`` row and their sessions'
 ``sessions`` rows all live in one partition and move together on a rebalance.
-Rows are JSON bytes (:mod:`stream.state`); the tables send their changelog
+Rows are JSON bytes (:func:`stream.agents.apply_event`); the tables send their changelog
 messages through the librdkafka producer (:mod:`stream.tables`,
 :mod:`stream.kafka_producer`).
 """
@@ -55,12 +55,10 @@ app = faust.App(
 )
 
 events_topic = app.topic(settings.events_topic, partitions=settings.events_partitions)
-recommendations_topic = app.topic(settings.recommendations_topic)
-dlq_topic = app.topic(settings.dlq_topic)
 
 _TABLE_OPTIONS = dict(partitions=settings.events_partitions, options={"driver": "rocksdict"},
                       key_type=bytes, value_type=bytes)
-#: user id -> stream.state.UserRow as JSON bytes
+#: user id -> {"history": History.to_dict(), "recent": [event ids]} as JSON bytes
 users = changelog_table(app, "users", **_TABLE_OPTIONS)
-#: session id -> shared.scoring.Session as JSON bytes
+#: session id -> shared.scoring.Session.to_dict() as JSON bytes
 sessions = changelog_table(app, "sessions", **_TABLE_OPTIONS)

@@ -8,9 +8,10 @@ librdkafka does all of that in its own C threads and the loop only pays for
 ``produce()`` and for resolving a future (``benchmarks/stream.py`` measures
 the worker with it; the README has the figures).
 
-How it fits Faust: the app's *producer* transport is chosen by
-``broker_producer`` (``librdkafka://host:port``, registered by
-:func:`install`); the consumer stays on aiokafka. Faust awaits
+How it fits Faust: Faust makes the app's producer from the transport of its
+``broker`` URL, so ``librdkafka://host:port`` (registered by :func:`install`)
+selects :class:`Transport`, which is aiokafka's with this producer: the
+consumer stays on aiokafka. Faust awaits
 :meth:`Producer.send` for a future of the message's ``RecordMetadata`` and,
 before it commits offsets, awaits :meth:`Producer.flush`, which returns
 only once every message handed over so far is acknowledged by the broker,
@@ -36,7 +37,7 @@ from faust.types.tuples import TP, RecordMetadata
 
 from shared.topics import TopicSpec, ensure_topics
 
-#: URL scheme of this producer transport (``broker_producer="librdkafka://..."``).
+#: URL scheme of the transport with this producer (``broker="librdkafka://..."``).
 SCHEME = "librdkafka"
 #: How often the event loop collects delivery reports while messages are in flight.
 POLL_INTERVAL_S = 0.002
@@ -60,11 +61,14 @@ class Producer(BaseProducer):
         self._wake = asyncio.Event()
         self._after_deliveries: list[Callable[[], None]] = []
 
+    def bootstrap_servers(self) -> str:
+        """The brokers of the app's ``broker`` URL, as librdkafka lists them."""
+        return ",".join(f"{url.host}:{url.port or 9092}" for url in self.transport.url)
+
     def librdkafka_config(self) -> dict:
         """The confluent-kafka configuration, from Faust's producer settings."""
         return {
-            "bootstrap.servers": ",".join(f"{url.host}:{url.port or 9092}"
-                                          for url in self.transport.url),
+            "bootstrap.servers": self.bootstrap_servers(),
             "client.id": self.client_id,
             "acks": "all" if self.acks == -1 else str(self.acks),
             "enable.idempotence": self.acks == -1,
@@ -119,6 +123,22 @@ class Producer(BaseProducer):
         for hook in self._after_deliveries:
             hook()
 
+    def _try_produce(self, topic: str, key: Optional[bytes], value: Optional[bytes],
+                     partition: Optional[int], on_delivery: Callable[[Any, Any], None],
+                     **options) -> bool:
+        """Hand one message to librdkafka; False when its queue is full."""
+        delivered = self._delivered
+        try:
+            self._producer.produce(
+                topic, value, key, partition=-1 if partition is None else partition,
+                on_delivery=lambda err, msg: delivered.append((on_delivery, err, msg)), **options)
+        except BufferError:
+            return False
+        self._in_flight += 1
+        if not self._wake.is_set():
+            self._wake.set()
+        return True
+
     def produce(self, topic: str, key: Optional[bytes], value: Optional[bytes],
                 partition: Optional[int], on_delivery: Callable[[Any, Any], None]) -> None:
         """Hand one message to librdkafka; ``on_delivery(err, msg)`` runs on the event loop.
@@ -126,18 +146,8 @@ class Producer(BaseProducer):
         For callers that cannot await (a table write): when librdkafka's
         queue is full it blocks until the broker has taken some of it.
         """
-        delivered = self._delivered
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value, key, partition=-1 if partition is None else partition,
-                    on_delivery=lambda err, msg: delivered.append((on_delivery, err, msg)))
-                break
-            except BufferError:
-                self._producer.poll(POLL_INTERVAL_S)
-        self._in_flight += 1
-        if not self._wake.is_set():
-            self._wake.set()
+        while not self._try_produce(topic, key, value, partition, on_delivery):
+            self._producer.poll(POLL_INTERVAL_S)
 
     def after_deliveries(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` after each round of delivery callbacks (to persist offsets once)."""
@@ -150,13 +160,10 @@ class Producer(BaseProducer):
         """Hand one message to librdkafka; the future resolves when the broker has it."""
         if transactional_id:
             raise NotImplementedError("the librdkafka producer does not do transactions")
-        producer = self._producer
-        if producer is None:
+        if self._producer is None:
             raise ProducerError("producer is not started")
         future = self.loop.create_future()
-        options: dict[str, Any] = {"partition": -1 if partition is None else partition,
-                                   "on_delivery": lambda err, msg: delivered.append(
-                                       (settle, err, msg))}
+        options: dict[str, Any] = {}
         if timestamp:
             options["timestamp"] = int(timestamp * 1000.0)
         if headers:
@@ -173,17 +180,9 @@ class Producer(BaseProducer):
                 future.set_result(RecordMetadata(tp.topic, tp.partition, tp, msg.offset(),
                                                  ts / 1000.0, kind))
 
-        delivered = self._delivered
-        while True:
-            try:
-                producer.produce(topic, value, key, **options)
-                break
-            except BufferError:  # librdkafka's queue is full: let it drain
-                self._resolve()
-                await asyncio.sleep(POLL_INTERVAL_S)
-        self._in_flight += 1
-        if not self._wake.is_set():
-            self._wake.set()
+        while not self._try_produce(topic, key, value, partition, settle, **options):
+            self._resolve()  # librdkafka's queue is full: let it drain
+            await asyncio.sleep(POLL_INTERVAL_S)
         return future
 
     async def send_and_wait(self, topic: str, key: Optional[bytes], value: Optional[bytes],
@@ -222,7 +221,7 @@ class Producer(BaseProducer):
             topic_config["cleanup.policy"] = "compact"
         if retention:
             topic_config["retention.ms"] = str(int(float(retention) * 1000))
-        bootstrap = self.librdkafka_config()["bootstrap.servers"]
+        bootstrap = self.bootstrap_servers()
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: ensure_topics(bootstrap, [TopicSpec(topic, partitions, topic_config)],
                                         replication_factor=replication))
