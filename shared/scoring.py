@@ -471,6 +471,20 @@ class ScoringParams:
         return out
 
 
+def _index_list(model: Model, item_ids) -> list:
+    """Model indices of external ids as a list; -1 for ids the model does not know."""
+    return list(map(model.item_index.get, item_ids, repeat(-1)))
+
+
+def _known_history(model: Model, history: History) -> tuple[list, list]:
+    """(item indices, confidence) of a history's items the model knows, as lists."""
+    items, confidence = _index_list(model, history.items), list(history.confidence)
+    if -1 in items:
+        confidence = [c for item, c in zip(items, confidence) if item >= 0]
+        items = [item for item in items if item >= 0]
+    return items, confidence
+
+
 def to_indices(model: Model, item_ids) -> np.ndarray:
     """Model indices of external ids; -1 for ids the model does not know.
 
@@ -480,8 +494,7 @@ def to_indices(model: Model, item_ids) -> np.ndarray:
     >>> to_indices(m, ["i2", "nope", "i0"]).tolist()
     [2, -1, 0]
     """
-    index = model.item_index
-    return np.fromiter((index.get(i, -1) for i in item_ids), dtype=np.int64)
+    return np.array(_index_list(model, item_ids), dtype=np.int64)
 
 
 def history_arrays(model: Model, history: History) -> tuple[np.ndarray, np.ndarray]:
@@ -493,9 +506,8 @@ def history_arrays(model: Model, history: History) -> tuple[np.ndarray, np.ndarr
     >>> history_arrays(m, History(items=("i1", "x"), confidence=(3.0, 2.0), last_ts_ms=(0, 0)))
     (array([1]), array([3.]))
     """
-    idx = to_indices(model, history.items)
-    known = idx >= 0
-    return idx[known], np.asarray(history.confidence, dtype=np.float64)[known]
+    items, confidence = _known_history(model, history)
+    return np.array(items, dtype=np.int64), np.array(confidence, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------
@@ -880,19 +892,13 @@ def _state_request(model: Model, prep: _Prepared, params: ScoringParams, history
                    session: Session, query_item, query_category: str | None,
                    user_factors: np.ndarray | None = None) -> _Request:
     """A :class:`_Request` from a shopper's state (external ids)."""
-    get = model.item_index.get
-
-    def indices(item_ids) -> list:
-        return list(map(get, item_ids, repeat(-1)))
-
-    items, confidence = indices(history.items), list(history.confidence)
-    if -1 in items:
-        confidence = [c for item, c in zip(items, confidence) if item >= 0]
-        items = [item for item in items if item >= 0]
-    return _request(prep, params, get(query_item, -1), prep.category_index.get(query_category, -1),
-                    items, confidence, indices(session.items),
-                    indices(history.bought) if params.filter_bought else [],
-                    indices(session.shown) if params.filter_shown else [], user_factors)
+    items, confidence = _known_history(model, history)
+    return _request(prep, params, model.item_index.get(query_item, -1),
+                    prep.category_index.get(query_category, -1), items, confidence,
+                    _index_list(model, session.items),
+                    _index_list(model, history.bought) if params.filter_bought else [],
+                    _index_list(model, session.shown) if params.filter_shown else [],
+                    user_factors)
 
 
 def _user_vectors(prep: _Prepared, requests: list[_Request],
