@@ -14,8 +14,11 @@ selects :class:`Transport`, which is aiokafka's with this producer: the
 consumer stays on aiokafka. Faust awaits
 :meth:`Producer.send` for a future of the message's ``RecordMetadata`` and,
 before it commits offsets, awaits :meth:`Producer.flush`, which returns
-only once every message handed over so far is acknowledged by the broker,
-so at-least-once holds exactly as with the aiokafka producer.
+only once every message handed over before the call is acknowledged by the
+broker, so at-least-once holds exactly as with the aiokafka producer. Messages
+handed over while it waits do not hold it up: under sustained load the
+agent never stops producing, and a flush that waited for nothing in flight
+held each commit (and the consumer's fetcher behind it) for most of a second.
 
 librdkafka reports deliveries from ``poll()``; the callbacks only append to a
 deque and a task on the event loop polls and resolves the futures, so no
@@ -56,7 +59,9 @@ class Producer(BaseProducer):
 
     def __post_init__(self) -> None:
         self._delivered: collections.deque = collections.deque()
-        self._in_flight = 0
+        # Messages in flight per flush generation: a flush waits for its own and older ones.
+        self._generation = 0
+        self._pending: dict[int, int] = {}
         self._partitions: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._after_deliveries: list[Callable[[], None]] = []
@@ -98,7 +103,7 @@ class Producer(BaseProducer):
         """Collect delivery reports and resolve their futures, on the event loop."""
         while not self.should_stop:
             self._resolve()
-            if self._in_flight:
+            if self._pending:
                 await asyncio.sleep(POLL_INTERVAL_S)
             else:
                 self._wake.clear()
@@ -116,9 +121,14 @@ class Producer(BaseProducer):
         delivered = self._delivered
         if not delivered:
             return
+        pending = self._pending
         while delivered:
-            callback, err, msg = delivered.popleft()
-            self._in_flight -= 1
+            callback, generation, err, msg = delivered.popleft()
+            left = pending[generation] - 1
+            if left:
+                pending[generation] = left
+            else:
+                del pending[generation]
             callback(err, msg)
         for hook in self._after_deliveries:
             hook()
@@ -127,14 +137,15 @@ class Producer(BaseProducer):
                      partition: Optional[int], on_delivery: Callable[[Any, Any], None],
                      **options) -> bool:
         """Hand one message to librdkafka; False when its queue is full."""
-        delivered = self._delivered
+        delivered, generation = self._delivered, self._generation
         try:
             self._producer.produce(
                 topic, value, key, partition=-1 if partition is None else partition,
-                on_delivery=lambda err, msg: delivered.append((on_delivery, err, msg)), **options)
+                on_delivery=lambda err, msg: delivered.append((on_delivery, generation, err, msg)),
+                **options)
         except BufferError:
             return False
-        self._in_flight += 1
+        self._pending[generation] = self._pending.get(generation, 0) + 1
         if not self._wake.is_set():
             self._wake.set()
         return True
@@ -195,12 +206,19 @@ class Producer(BaseProducer):
         return await future
 
     async def flush(self) -> None:
-        """Return once Faust's buffer is empty and every message sent is acknowledged."""
+        """Return once Faust's buffer is empty and every message handed over before this call
+        is acknowledged (those handed over meanwhile are not waited for)."""
         await self.buffer.flush()
-        while self._in_flight:
+        generation = self._generation
+        self._generation += 1
+        while self._waiting_for(generation):
             self._resolve()
-            if self._in_flight:
+            if self._waiting_for(generation):
                 await asyncio.sleep(POLL_INTERVAL_S)
+
+    def _waiting_for(self, generation: int) -> bool:
+        """Whether a message of ``generation`` or before is still in flight."""
+        return any(g <= generation for g in self._pending)
 
     def key_partition(self, topic: str, key: bytes) -> TP:
         """The partition a keyed message goes to (Kafka's murmur2, as librdkafka places it)."""
