@@ -338,7 +338,15 @@ def add_to_history(history: History, item, confidence: float, ts_ms: int, *,
         items.append(item)
         conf.append(1.0 + gain)
         last.append(ts_ms)
-    if len(items) > history_max:
+    if len(items) == history_max + 1:  # the usual case: drop the one weakest, the latest on ties
+        low = min(conf)
+        ties = [i for i, c in enumerate(conf) if c == low]
+        if len(ties) > 1:
+            oldest = min(last[i] for i in ties)
+            ties = [i for i in ties if last[i] == oldest]
+        weakest = ties[-1]
+        del items[weakest], conf[weakest], last[weakest]
+    elif len(items) > history_max:  # history_max was lowered since the history was written
         keep = sorted(range(len(items)), key=lambda i: (conf[i], last[i]), reverse=True)[:history_max]
         keep.sort()
         items, conf, last = ([seq[i] for i in keep] for seq in (items, conf, last))

@@ -1,6 +1,7 @@
 """The scoring path: fold-in parity with implicit, exact rankings, filters, fall-backs, state rules."""
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 from scipy import sparse
 
 from shared.model import Model
@@ -335,6 +336,37 @@ def test_history_keeps_the_strongest_then_most_recent():
     for i, (item, c) in enumerate([("a", 5.0), ("b", 2.0), ("c", 2.0), ("d", 9.0)]):
         h = add_to_history(h, item, c, i, history_max=3)
     assert h.items == ("a", "c", "d")
+
+
+def _kept_by_sorting(items, conf, last, history_max):
+    """The eviction rule written out: strongest, then most recent, first; ties keep order."""
+    keep = sorted(range(len(items)), key=lambda i: (conf[i], last[i]), reverse=True)[:history_max]
+    return [items[i] for i in sorted(keep)]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from([1.5, 2.0, 4.75]),
+                          st.integers(0, 3)), min_size=1, max_size=40),
+       st.integers(1, 5))
+def test_history_eviction_follows_the_rule(events, history_max):
+    h = History()
+    for item, c, ts in events:
+        before = h
+        h = add_to_history(h, item, c, ts, history_max=history_max)
+        items, conf, last = list(before.items), list(before.confidence), list(before.last_ts_ms)
+        if item in items:
+            at = items.index(item)
+            conf[at] += c - 1.0
+            last[at] = max(last[at], ts)
+        else:
+            items, conf, last = items + [item], conf + [c], last + [ts]
+        assert list(h.items) == _kept_by_sorting(items, conf, last, history_max)
+
+
+def test_history_written_with_a_larger_bound_is_cut_to_the_new_one():
+    h = History()
+    for i, item in enumerate("abcdef"):
+        h = add_to_history(h, item, 2.0 + i % 3, i, history_max=10)
+    assert add_to_history(h, "g", 2.0, 9, history_max=3).items == ("c", "e", "f")
 
 
 def test_history_round_trips_and_remembers_purchases():
