@@ -188,6 +188,10 @@ class Settings:
         "RECSYS_BATCH_MAX", 256,
         "Most events a worker scores together; a batch also ends when no event is waiting.",
         check=_positive)
+    row_cache: int = _setting(
+        "RECSYS_ROW_CACHE", 10_000,
+        "Decoded rows a worker keeps in memory per table (users, sessions), most recent first.",
+        check=_positive)
     latest_lists: int = _setting(
         "RECSYS_LATEST_LISTS", 50_000,
         "Users whose latest list a worker keeps in memory for its HTTP view.",

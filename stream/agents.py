@@ -45,6 +45,7 @@ from shared.scoring import (History, Recommendation, Session, add_shown, add_to_
 from stream.app import (app, events_topic, limits, models, scoring, sessions, settings, users,
                         weights)
 from stream.metrics import WorkerMetrics
+from stream.tables import RowCache
 
 log = logging.getLogger(__name__)
 metrics = WorkerMetrics(window=2000)
@@ -87,33 +88,62 @@ class LatestLists:
 latest = LatestLists(settings.latest_lists)
 
 
-def apply_event(event: Event, user_row: dict | None,
-                session_row: dict | None) -> tuple[History, Session, dict] | None:
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """A ``users`` row: the user's history and the ids of their latest events (newest last)."""
+
+    history: History = History()
+    recent: tuple = ()
+
+
+def encode_user(user: UserState) -> bytes:
+    """The ``users`` row as stored: ``{"history": History.to_dict(), "recent": [event ids]}``."""
+    return orjson.dumps({"history": user.history.to_dict(), "recent": list(user.recent)})
+
+
+def decode_user(value: bytes) -> UserState:
+    """The inverse of :func:`encode_user`."""
+    row = orjson.loads(value)
+    return UserState(History.from_dict(row.get("history")), tuple(row.get("recent", ())))
+
+
+def encode_session(session: Session) -> bytes:
+    """The ``sessions`` row as stored: ``Session.to_dict()``."""
+    return orjson.dumps(session.to_dict())
+
+
+def decode_session(value: bytes) -> Session:
+    """The inverse of :func:`encode_session`."""
+    return Session.from_dict(orjson.loads(value))
+
+
+user_rows = RowCache(users, decode_user, encode_user, settings.row_cache)
+session_rows = RowCache(sessions, decode_session, encode_session, settings.row_cache)
+
+
+def apply_event(event: Event, user: UserState | None,
+                session: Session | None) -> tuple[UserState, Session] | None:
     """The state after one valid event; pure, for the agent and its tests.
 
     Returns
     -------
-    (History, Session, dict) or None
-        The user's history and the session after the event, and the new
-        ``users`` row; None when the event was already applied.
+    (UserState, Session) or None
+        The user's and the session's rows after the event; None when the
+        event was already applied.
     """
-    user_row = user_row or {}
-    recent = user_row.get("recent", [])
-    if event.event_id in recent:
+    user = user or UserState()
+    if event.event_id in user.recent:
         return None
     signals = models.weights or weights
     preference = signals.preference_one(event.type_code, event.dwell_ms)
-    history = History.from_dict(user_row.get("history"))
+    history = user.history
     if preference > 0:  # as in the training matrix: an event weighted 0 is no positive
         history = add_to_history(
             history, event.item_id, signals.confidence(preference), event.ts_ms,
             history_max=scoring.history_max, decay_half_life_s=scoring.decay_half_life_s,
             bought=event.type == BUY)
-    session = add_to_session(Session.from_dict(session_row), event.item_id,
-                             max_len=scoring.session_max)
-    new_user = {"history": history.to_dict(),
-                "recent": (recent + [event.event_id])[-RECENT_EVENT_IDS:]}
-    return history, session, new_user
+    session = add_to_session(session or Session(), event.item_id, max_len=scoring.session_max)
+    return UserState(history, (user.recent + (event.event_id,))[-RECENT_EVENT_IDS:]), session
 
 
 def recommendation_for(event: Event, rec: Recommendation | None, model, version) -> bytes:
@@ -140,11 +170,6 @@ class _Step:
     def request(self) -> tuple:
         """What :func:`shared.scoring.score_events` scores this event's list from."""
         return self.history, self.session, self.event.item_id, self.event.category
-
-
-def _read(table, key: str) -> dict | None:
-    value = table.read(key.encode())
-    return None if value is None else orjson.loads(value)
 
 
 def _produce(topic: str, key: bytes | None, value: bytes) -> None:
@@ -177,18 +202,19 @@ def _apply(faust_event) -> _Step:
         _dead_letter(message, error)
         return _Step(faust_event, "dead_letter")
     try:
-        state = apply_event(event, _read(users, event.user_id), _read(sessions, event.session_id))
+        user_key, session_key = event.user_id.encode(), event.session_id.encode()
+        state = apply_event(event, user_rows.get(user_key), session_rows.get(session_key))
         if state is None:
             return _Step(faust_event, "duplicate")
-        history, session, user_row = state
-        step = _Step(faust_event, "scored", event, history, session)
+        user, session = state
+        step = _Step(faust_event, "scored", event, user.history, session)
         if scoring.filter_shown and models.model is not None:
             model = models.model
             step.rec = score_events(model, [step.request], scoring)[0]
             step.session = session = add_shown(session, step.rec.item_ids(model),
                                                max_len=scoring.session_max)
-        users[event.user_id.encode()] = orjson.dumps(user_row)
-        sessions[event.session_id.encode()] = orjson.dumps(session.to_dict())
+        user_rows.set(user_key, user)
+        session_rows.set(session_key, session)
         return step
     except Exception as exc:  # a bug must not stop the stream: the event goes to the DLQ
         log.exception("processing event %s failed", event.event_id)
@@ -234,14 +260,18 @@ class _MicroBatch:
     """The events read and applied but not yet scored, sent and acknowledged.
 
     :meth:`flush` runs without yielding to the event loop, so a batch is
-    either wholly pending or wholly done. A batch left pending while the
-    agent waits (the stream's flow suspended for a rebalance or a stop, with
-    events still queued) is flushed by a timer, so Faust never waits for
-    acknowledgements that would not come.
+    either wholly pending or wholly done. The agent flushes when the
+    stream's queue is empty after an event, or at ``batch_max`` events. A
+    batch can still be left pending while the agent waits: a rebalance or a
+    stop clears the queue under it, and Faust then waits for the pending
+    events' acknowledgements. A timer checks every ``BATCH_WAIT_S`` and
+    flushes such a batch once the queue is empty; while events are queued,
+    the agent is about to read them and the timer leaves the batch alone, so
+    under load batches grow to ``batch_max``.
     """
 
-    def __init__(self, stream):
-        self.stream = stream
+    def __init__(self, stream, queue):
+        self.stream, self.queue = stream, queue
         self.steps: list[_Step] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -250,11 +280,18 @@ class _MicroBatch:
         self.steps.append(step)
 
     def flush_later(self) -> None:
-        """Make sure the pending steps are flushed within ``BATCH_WAIT_S``."""
+        """Make sure the pending steps are flushed once the agent waits with an empty queue."""
         if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(BATCH_WAIT_S,
-                                          lambda: loop.create_task(self.flush()))
+            self._timer = asyncio.get_running_loop().call_later(BATCH_WAIT_S, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        if not self.steps:
+            return
+        if self.queue.empty():
+            asyncio.get_running_loop().create_task(self.flush())
+        else:
+            self.flush_later()
 
     async def flush(self) -> None:
         """Score, send and acknowledge the pending steps."""
@@ -279,7 +316,7 @@ async def process_events(stream):
     """Turn each event on ``events`` into a recommendation (see the module docstring)."""
     events = stream.noack()
     queue = events.channel.queue
-    batch = _MicroBatch(events)
+    batch = _MicroBatch(events, queue)
     try:
         async for faust_event in events.events():
             batch.add(_apply(faust_event))

@@ -7,8 +7,9 @@ State lives in two RocksDB tables (rocksdict driver) with Kafka changelogs,
 both written in the partition of the event being processed. Events are keyed
 by user id, so a user's events, their ``users`` row and their sessions'
 ``sessions`` rows all live in one partition and move together on a rebalance.
-Rows are JSON bytes (:func:`stream.agents.apply_event`); the tables send their changelog
-messages through the librdkafka producer (:mod:`stream.tables`,
+Rows are JSON bytes (:func:`stream.agents.encode_user`, ``encode_session``), cached
+decoded in front of the tables (:class:`stream.tables.RowCache`); the tables send their
+changelog messages through the librdkafka producer (:mod:`stream.tables`,
 :mod:`stream.kafka_producer`).
 """
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Two documented changes to faust-streaming 0.15 that the worker's speed depends on.
+"""Three documented changes to faust-streaming 0.15: two that the worker's speed depends on,
+one that keeps a rebalance from skipping events.
 
 1. The terminal spinner. At ``--loglevel warn`` or above, Faust's worker
    attaches a progress spinner to the root logger and sets the root logger to
@@ -24,7 +25,18 @@ so a suspension can still interrupt a delivery exactly as upstream does.
 Everything else in the loop (offset bookkeeping, gaps, commits, yielding to
 the event loop every 100 messages) is upstream's code unchanged.
 
-Both are applied by :func:`install`, which :mod:`stream.app` calls once at import.
+3. Seeking back after a rebalance. Events that were fetched but not yet
+processed when a rebalance began are skipped by the streams (their generation
+is over); Faust then seeks every partition back to its committed offset so
+that they are read again. aiokafka's ``seek_to_committed`` leaves a partition
+where it is when its committed offset is None or 0, so in a group that has
+not yet committed a partition (a new deployment, a second worker joining
+within the first commit interval) those events were never read again:
+lost. :func:`_seek_to_committed` seeks such a partition to offset 0, or to
+its beginning (the ``earliest`` reset policy the worker uses).
+``tests/integration/test_faust_rocksdb.py`` loses an event without it.
+
+All three are applied by :func:`install`, which :mod:`stream.app` calls once at import.
 """
 from __future__ import annotations
 
@@ -32,6 +44,7 @@ import asyncio
 from typing import AsyncIterator, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.worker import Worker
 from mode import Service
 
@@ -87,11 +100,28 @@ async def _drain_messages(self, fetcher: Service) -> None:  # pragma: no cover (
         unset_flag(CONSUMER_FETCHING)
 
 
+async def _seek_to_committed(self) -> dict:  # pragma: no cover (in the worker)
+    consumer = self._ensure_consumer()
+
+    async def seek() -> dict:
+        committed = await consumer.seek_to_committed()
+        earliest = self.app.conf.consumer_auto_offset_reset == "earliest"
+        for tp, offset in committed.items():
+            if offset == 0:
+                consumer.seek(tp, 0)
+            elif offset is None and earliest:
+                await consumer.seek_to_beginning(tp)
+        return committed
+
+    return await self.call_thread(seek)
+
+
 def _no_spinner(self, logger, level) -> None:
     """Keep the root logger at the level asked for: no spinner handler, no DEBUG."""
 
 
 def install() -> None:
-    """Apply both changes (idempotent)."""
+    """Apply the three changes (idempotent)."""
     Consumer._drain_messages = _drain_messages
     Worker._setup_spinner_handler = _no_spinner
+    AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed

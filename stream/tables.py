@@ -21,10 +21,18 @@ its state stores: the changelog topic is the durable copy. A crash loses the
 memtable, and with it the persisted offset written after those rows (both
 live in the same memtable), so recovery replays the changelog from an offset
 that matches the data on disk. A put costs about 2 µs instead of 8 µs here.
+
+:class:`RowCache` keeps the decoded rows of the most recently used keys in
+front of a table, so an active user's row is neither read from RocksDB nor
+decoded on each of their events. It is write-through (a row is cached only
+once the table holds it) and it is emptied whenever the table's partitions
+move or are recovered: what it holds always equals what the store holds.
 """
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from typing import Callable
 
 import faust
 import rocksdict
@@ -43,6 +51,7 @@ class ChangelogTable(faust.Table):
         super().__init__(*args, **kwargs)
         self._acked: dict[int, int] = {}
         self._hooked = False
+        self._caches: list[RowCache] = []
 
     def _new_store(self):
         store = super()._new_store()
@@ -68,6 +77,20 @@ class ChangelogTable(faust.Table):
         Python layers for every read.
         """
         return self.data._get(key)
+
+    async def on_rebalance(self, assigned, revoked, newly_assigned, generation_id: int = 0) -> None:
+        """Empty the row caches, then Faust's own handling (partitions move, recovery follows)."""
+        self._clear_caches()
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
+    async def on_recovery_completed(self, active_tps, standby_tps) -> None:
+        """Empty the row caches again: recovery wrote to the store behind them."""
+        self._clear_caches()
+        await super().on_recovery_completed(active_tps, standby_tps)
+
+    def _clear_caches(self) -> None:
+        for cache in self._caches:
+            cache.clear()
 
     def on_key_set(self, key: bytes, value: bytes) -> None:
         """Send the changelog message of a write, in the partition of the current event."""
@@ -105,6 +128,59 @@ class ChangelogTable(faust.Table):
         for partition, offset in self._acked.items():
             self.data.set_persisted_offset(TP(topic, partition), offset)
         self._acked.clear()
+
+
+class RowCache:
+    """Decoded rows of a :class:`ChangelogTable`, the ``size`` most recently used keys.
+
+    Rows must be immutable values: the cache hands out the object it holds.
+
+    Parameters
+    ----------
+    table : ChangelogTable
+    decode : callable
+        bytes -> row.
+    encode : callable
+        row -> bytes, what the table stores.
+    size : int
+        Most rows kept.
+    """
+
+    def __init__(self, table: ChangelogTable, decode: Callable[[bytes], object],
+                 encode: Callable[[object], bytes], size: int):
+        self.table, self.decode, self.encode, self.size = table, decode, encode, size
+        self._rows: OrderedDict[bytes, object] = OrderedDict()
+        table._caches.append(self)
+
+    def get(self, key: bytes):
+        """The row of ``key`` (decoded), or None when the table has none."""
+        rows = self._rows
+        row = rows.get(key)
+        if row is not None:
+            rows.move_to_end(key)
+            return row
+        value = self.table.read(key)
+        if value is None:
+            return None
+        row = self.decode(value)
+        self._keep(key, row)
+        return row
+
+    def set(self, key: bytes, row) -> None:
+        """Write ``row`` to the table (store and changelog), then cache it."""
+        self.table[key] = self.encode(row)
+        self._keep(key, row)
+
+    def _keep(self, key: bytes, row) -> None:
+        rows = self._rows
+        rows[key] = row
+        rows.move_to_end(key)
+        if len(rows) > self.size:
+            rows.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every row (the table is unchanged)."""
+        self._rows.clear()
 
 
 def changelog_table(app: faust.App, name: str, **kwargs) -> ChangelogTable:

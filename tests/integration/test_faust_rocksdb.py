@@ -3,6 +3,8 @@
 Both kinds of table: Faust's own, and the worker's :class:`stream.tables.ChangelogTable`
 (librdkafka changelog sends, RocksDB without its write-ahead log), which must also
 rebuild its state from the changelog after a hard kill and after losing its files.
+With a :class:`stream.tables.RowCache` in front, rows that another worker changed
+while it held their partition must not be served from the cache afterwards.
 """
 from __future__ import annotations
 
@@ -37,24 +39,30 @@ def _stop_worker(worker: subprocess.Popen) -> None:
 
 
 def _produce(bootstrap: str, topic: str, rounds: range) -> None:
+    """Each round, one event per key; a key always goes to the same of the two partitions,
+    and both partitions have keys."""
     producer = Producer({"bootstrap.servers": bootstrap})
     for n in rounds:
-        for key in KEYS:
-            producer.produce(topic, key=key, value=str(n).encode())
+        for i, key in enumerate(KEYS):
+            producer.produce(topic, key=key, value=str(n).encode(), partition=i % 2)
     assert producer.flush(30) == 0
 
 
 def _read_counts(consumer: Consumer, expected: dict[str, int], worker: subprocess.Popen,
-                 log: Path) -> dict[str, int]:
-    """Latest count per key from the worker's output, once every key reached ``expected``."""
+                 log: Path, writers: set | None = None) -> dict[str, int]:
+    """Latest count per key from the worker's output, once every key reached ``expected``
+    (the names of the workers that wrote output are added to ``writers``)."""
     latest: dict[str, int] = {}
     deadline = time.monotonic() + 90
     while any(latest.get(k, 0) < n for k, n in expected.items()):
         alive = worker.poll() is None and time.monotonic() < deadline
         assert alive, f"worker output incomplete: {latest}\n{log.read_text()[-3000:]}"
         for message in consumer.consume(100, timeout=0.5):
-            key, count = message.value().decode().split("=")
+            output, name = message.value().decode().split("@")
+            key, count = output.split("=")
             latest[key] = max(latest.get(key, 0), int(count))
+            if writers is not None:
+                writers.add(name)
     return latest
 
 
@@ -115,3 +123,47 @@ def test_table_survives_worker_restart(kafka_bootstrap, topic_name, tmp_path, fr
         consumer.close()
         if worker.poll() is None:
             worker.kill()
+
+
+def test_cached_rows_follow_partitions_between_workers(kafka_bootstrap, topic_name, tmp_path,
+                                                      free_port):
+    """Worker A caches every row; B joins and takes a partition, counting rounds there;
+    B leaves and A takes the partition back. A's counts must include B's rounds."""
+    out_topic = f"{topic_name}-out"
+    ensure_topics(kafka_bootstrap, [TopicSpec(topic_name, 2, {}), TopicSpec(out_topic, 1, {})])
+    base = dict(os.environ, COUNTER_BOOTSTRAP=kafka_bootstrap, COUNTER_TOPIC=topic_name,
+                COUNTER_OUT=out_topic, COUNTER_APP_ID=f"counter-{topic_name}",
+                COUNTER_TABLE="cached",
+                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env_a = dict(base, COUNTER_NAME="a", COUNTER_DATADIR=str(tmp_path / "a"))
+    env_b = dict(base, COUNTER_NAME="b", COUNTER_DATADIR=str(tmp_path / "b"))
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": out_topic,
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([out_topic])
+    workers = []
+    try:
+        workers.append(worker_a := _start_worker(env_a, log_a, free_port()))
+        _produce(kafka_bootstrap, topic_name, range(1, 4))
+        assert _read_counts(consumer, {k: 3 for k in KEYS}, worker_a, log_a) == {k: 3 for k in KEYS}
+
+        workers.append(worker_b := _start_worker(env_b, log_b, free_port()))
+        writers: set = set()
+        rounds = 3
+        while "b" not in writers:  # until B holds a partition and has counted in it
+            assert rounds < 60, f"worker b never took a partition\n{log_b.read_text()[-3000:]}"
+            rounds += 1
+            _produce(kafka_bootstrap, topic_name, range(rounds, rounds + 1))
+            _read_counts(consumer, {k: rounds for k in KEYS}, worker_b, log_b, writers)
+        _stop_worker(worker_b)
+
+        rounds += 1
+        _produce(kafka_bootstrap, topic_name, range(rounds, rounds + 1))
+        assert _read_counts(consumer, {k: rounds for k in KEYS}, worker_a, log_a) == {
+            k: rounds for k in KEYS}
+        _stop_worker(worker_a)
+    finally:
+        consumer.close()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
