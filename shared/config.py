@@ -190,7 +190,8 @@ class Settings:
         check=_positive)
     row_cache: int = _setting(
         "RECSYS_ROW_CACHE", 10_000,
-        "Decoded rows a worker keeps in memory per table (users, sessions), most recent first.",
+        "Decoded rows a worker keeps in memory per table (users, sessions), most recently "
+        "used; a user at the 100-item history bound and a full session take about 21 KiB.",
         check=_positive)
     latest_lists: int = _setting(
         "RECSYS_LATEST_LISTS", 50_000,

@@ -87,6 +87,7 @@ from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dgesv as _gesv
 from scipy.linalg.lapack import dposv as _posv
 
+from shared.config import ConfigError
 from shared.model import Model
 
 __all__ = [
@@ -459,9 +460,16 @@ class ScoringParams:
 
     @classmethod
     def from_settings(cls, settings, **overrides) -> "ScoringParams":
-        """Take the scoring settings from a :class:`shared.config.Settings`."""
-        sources = SourceWeights(**{name: getattr(settings, f"source_{name}")
-                                   for name in SourceWeights.__dataclass_fields__})
+        """Take the scoring settings from a :class:`shared.config.Settings`.
+
+        Raises :class:`shared.config.ConfigError` naming the ``RECSYS_SOURCE_*``
+        settings when they leave no candidate source.
+        """
+        try:
+            sources = SourceWeights(**{name: getattr(settings, f"source_{name}")
+                                       for name in SourceWeights.__dataclass_fields__})
+        except ValueError as exc:
+            raise ConfigError(f"RECSYS_SOURCE_*: {exc}") from exc
         values = dict(
             n=settings.n_recommendations, blend=settings.blend, sources=sources,
             normalisation=settings.normalisation, exclude_query=settings.exclude_query,

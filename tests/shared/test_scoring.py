@@ -426,5 +426,8 @@ def test_params_from_settings():
 
 def test_all_candidate_sources_off_is_refused():
     """Regression: every source at 0 crashed the scoring of each event."""
+    from shared.config import ConfigError, load_settings
     with pytest.raises(ValueError, match="at least one candidate source"):
         SourceWeights(similar=0.0)
+    with pytest.raises(ConfigError, match="RECSYS_SOURCE_.*at least one candidate source"):
+        ScoringParams.from_settings(load_settings({"RECSYS_SOURCE_SIMILAR": "0"}))
