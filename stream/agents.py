@@ -55,7 +55,7 @@ RECENT_EVENT_IDS = 64
 BUY = "buy"
 #: Error code of an event that parsed but could not be processed.
 PROCESSING_ERROR = "processing_error"
-#: Longest a micro-batch stays pending while the agent waits for its next event.
+#: How often a pending micro-batch is checked for an agent waiting on an empty queue.
 BATCH_WAIT_S = 0.005
 
 
@@ -270,8 +270,8 @@ class _MicroBatch:
     under load batches grow to ``batch_max``.
     """
 
-    def __init__(self, stream, queue):
-        self.stream, self.queue = stream, queue
+    def __init__(self, stream):
+        self.stream, self.queue = stream, stream.channel.queue
         self.steps: list[_Step] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -315,12 +315,11 @@ class _MicroBatch:
 async def process_events(stream):
     """Turn each event on ``events`` into a recommendation (see the module docstring)."""
     events = stream.noack()
-    queue = events.channel.queue
-    batch = _MicroBatch(events, queue)
+    batch = _MicroBatch(events)
     try:
         async for faust_event in events.events():
             batch.add(_apply(faust_event))
-            if len(batch.steps) >= settings.batch_max or queue.empty():
+            if len(batch.steps) >= settings.batch_max or batch.queue.empty():
                 await batch.flush()
             else:
                 batch.flush_later()

@@ -6,7 +6,8 @@ from stream import agents
 
 
 class _Stream:
-    def __init__(self):
+    def __init__(self, queue):
+        self.channel = SimpleNamespace(queue=queue)
         self.acked = []
 
     async def ack(self, event):
@@ -29,8 +30,8 @@ def _run(queued_events: int, monkeypatch) -> tuple[list, list]:
         queue = asyncio.Queue()
         for i in range(queued_events):
             queue.put_nowait(i)
-        stream = _Stream()
-        batch = agents._MicroBatch(stream, queue)
+        stream = _Stream(queue)
+        batch = agents._MicroBatch(stream)
         batch.add(_step(1))
         batch.add(_step(2))
         batch.flush_later()
