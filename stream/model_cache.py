@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from shared.model import Model
-from shared.model_store import ModelError, latest_version, load_model
+from shared.model_store import ModelError, load_model, versions
 from shared.scoring import prepare
 from shared.signals import SignalWeights
 
@@ -40,10 +40,15 @@ class ModelCache:
         return self.model.version if self.model is not None else None
 
     def load_latest(self) -> bool:
-        """Load the newest version in the store, if any; True when a model is now served."""
-        version = latest_version(self.store_dir)
-        if version is not None:
-            self.offer(version, self.store_dir / version)
+        """Load the newest version in the store that verifies; True when a model is now served.
+
+        A newer version that fails verification is refused (see :meth:`offer`)
+        and the next older one is tried, so a broken newest model cannot leave
+        a restarted worker without one.
+        """
+        for version in reversed(versions(self.store_dir)):
+            if self.offer(version, self.store_dir / version):
+                break
         return self.model is not None
 
     def offer(self, version: str, path: str | Path | None = None) -> bool:
