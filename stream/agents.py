@@ -3,7 +3,10 @@
 Per event, while Faust holds it as the current event (table writes need it):
 
 1. parse and validate; a bad event goes to ``events-dlq`` with its reason;
-2. skip it when its ``event_id`` was already applied (redelivery after a crash);
+2. when its ``event_id`` was already applied, apply nothing: a second copy
+   of the event (another offset) is dropped; the same record read again
+   (after a crash or a rebalance, before its offset was committed) is scored
+   again from the current rows, since its list may never have been sent;
 3. add it to the user's history and the session, and write the ``users`` and
    ``sessions`` rows.
 
@@ -16,7 +19,11 @@ waiting in the stream's queue, or at ``batch_max`` events; then:
    events in one batch gets exactly the lists of two separate steps;
 5. the lists go to ``recommendations``, keyed by user id, and only then are
    the batch's events acknowledged: Faust commits an offset only once it is
-   acknowledged and the producer is flushed, so a crash loses no list.
+   acknowledged and the producer is flushed. A crash can come after an
+   event's rows were written but before its list was sent; the record is
+   read again after the restart and step 2 sends its list then. Lists are
+   at least once: a consumer that must see each event's list once keeps the
+   last ``event_id`` per user.
 
 At low rates the queue is empty after every event and a batch is one event,
 so batching adds no latency; under load batches grow and the per-event cost
@@ -90,21 +97,45 @@ latest = LatestLists(settings.latest_lists)
 
 @dataclass(frozen=True, slots=True)
 class UserState:
-    """A ``users`` row: the user's history and the ids of their latest events (newest last)."""
+    """A ``users`` row: the user's history and their latest events (newest last).
+
+    ``recent`` holds the events' ids and ``offsets`` their offsets on
+    ``events`` (-1 where unknown), in the ``partition`` that holds the user.
+    """
 
     history: History = History()
     recent: tuple = ()
+    offsets: tuple = ()
+    partition: int = -1
+
+    def is_record(self, event_id: str, partition: int, offset: int) -> bool:
+        """Whether ``event_id`` was applied from this very record, not from another copy.
+
+        >>> UserState(recent=("a", "b"), offsets=(7, 9), partition=2).is_record("b", 2, 9)
+        True
+        >>> UserState(recent=("a", "b"), offsets=(7, 9), partition=2).is_record("b", 2, 12)
+        False
+        """
+        try:
+            return partition == self.partition and self.offsets[self.recent.index(event_id)] == offset
+        except ValueError:
+            return False
 
 
 def encode_user(user: UserState) -> bytes:
-    """The ``users`` row as stored: ``{"history": History.to_dict(), "recent": [event ids]}``."""
-    return orjson.dumps({"history": user.history.to_dict(), "recent": list(user.recent)})
+    """The ``users`` row as stored: ``{"history": History.to_dict(), "recent": [event ids],
+    "offsets": [offsets], "partition": partition}``."""
+    return orjson.dumps({"history": user.history.to_dict(), "recent": list(user.recent),
+                         "offsets": list(user.offsets), "partition": user.partition})
 
 
 def decode_user(value: bytes) -> UserState:
-    """The inverse of :func:`encode_user`."""
+    """The inverse of :func:`encode_user`; a row written before offsets were kept has -1 for them."""
     row = orjson.loads(value)
-    return UserState(History.from_dict(row.get("history")), tuple(row.get("recent", ())))
+    recent, offsets = tuple(row.get("recent", ())), tuple(row.get("offsets", ()))
+    offsets = (-1,) * (len(recent) - len(offsets)) + offsets
+    return UserState(History.from_dict(row.get("history")), recent, offsets,
+                     row.get("partition", -1))
 
 
 def encode_session(session: Session) -> bytes:
@@ -121,9 +152,9 @@ user_rows = RowCache(users, decode_user, encode_user, settings.row_cache)
 session_rows = RowCache(sessions, decode_session, encode_session, settings.row_cache)
 
 
-def apply_event(event: Event, user: UserState | None,
-                session: Session | None) -> tuple[UserState, Session] | None:
-    """The state after one valid event; pure, for the agent and its tests.
+def apply_event(event: Event, user: UserState | None, session: Session | None, *,
+                partition: int = -1, offset: int = -1) -> tuple[UserState, Session] | None:
+    """The state after one valid event, read at ``offset`` in ``partition``; pure.
 
     Returns
     -------
@@ -143,7 +174,8 @@ def apply_event(event: Event, user: UserState | None,
             history_max=scoring.history_max, decay_half_life_s=scoring.decay_half_life_s,
             bought=event.type == BUY)
     session = add_to_session(session or Session(), event.item_id, max_len=scoring.session_max)
-    return UserState(history, (user.recent + (event.event_id,))[-RECENT_EVENT_IDS:]), session
+    return UserState(history, (user.recent + (event.event_id,))[-RECENT_EVENT_IDS:],
+                     (user.offsets + (offset,))[-RECENT_EVENT_IDS:], partition), session
 
 
 def recommendation_for(event: Event, rec: Recommendation | None, model, version) -> bytes:
@@ -178,7 +210,7 @@ def _produce(topic: str, key: bytes | None, value: bytes) -> None:
 
 def _on_delivery(err, msg) -> None:
     if err is not None:
-        metrics.counts["send_failed"] += 1
+        metrics.incidents["send_failed"] += 1
         log.error("message to %s not delivered: %s", msg.topic(), err)
 
 
@@ -203,9 +235,14 @@ def _apply(faust_event) -> _Step:
         return _Step(faust_event, "dead_letter")
     try:
         user_key, session_key = event.user_id.encode(), event.session_id.encode()
-        state = apply_event(event, user_rows.get(user_key), session_rows.get(session_key))
+        user, session = user_rows.get(user_key), session_rows.get(session_key)
+        state = apply_event(event, user, session, partition=message.partition,
+                            offset=message.offset)
         if state is None:
-            return _Step(faust_event, "duplicate")
+            if not user.is_record(event.event_id, message.partition, message.offset):
+                return _Step(faust_event, "duplicate")
+            metrics.incidents["read_again"] += 1
+            return _Step(faust_event, "scored", event, user.history, session or Session())
         user, session = state
         step = _Step(faust_event, "scored", event, user.history, session)
         if scoring.filter_shown and models.model is not None:

@@ -59,7 +59,7 @@ events_topic = app.topic(settings.events_topic, partitions=settings.events_parti
 
 _TABLE_OPTIONS = dict(partitions=settings.events_partitions, options={"driver": "rocksdict"},
                       key_type=bytes, value_type=bytes)
-#: user id -> {"history": History.to_dict(), "recent": [event ids]} as JSON bytes
+#: user id -> stream.agents.UserState as JSON bytes (stream.agents.encode_user)
 users = changelog_table(app, "users", **_TABLE_OPTIONS)
 #: session id -> shared.scoring.Session.to_dict() as JSON bytes
 sessions = changelog_table(app, "sessions", **_TABLE_OPTIONS)

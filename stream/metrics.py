@@ -19,6 +19,8 @@ class WorkerMetrics:
     def __init__(self, window: int = 10000):
         self.started = time.time()
         self.counts: Counter = Counter()
+        #: What happened beside the outcomes: lists not delivered, records read again.
+        self.incidents: Counter = Counter()
         self.dlq_codes: Counter = Counter()
         self.latencies_ms: deque = deque(maxlen=window)
         self.read_offsets: dict[tuple[str, int], int] = {}
@@ -53,6 +55,7 @@ class WorkerMetrics:
         return {
             "uptime_s": round(time.time() - self.started, 1),
             "events": dict(self.counts),
+            "incidents": dict(self.incidents),
             "dead_letters": dict(self.dlq_codes),
             "latency_ms": self.latency_percentiles(),
             "batches": self.batches,

@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from shared.messages import parse_recommendation
 from shared.topics import TopicSpec, ensure_topics
@@ -62,18 +62,38 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-    def send(self, *events, compression: str | None = None) -> None:
-        """Produce events (dicts keyed by user id, or raw bytes keyed ``raw``) to the events topic."""
+    def send(self, *events, compression: str | None = None) -> list[tuple[int, int]]:
+        """Produce events (dicts keyed by user id, or raw bytes keyed ``raw``) to the events topic;
+        returns each one's (partition, offset)."""
         producer = self.producer
         if compression:
             producer = Producer({"bootstrap.servers": self.bootstrap, "compression.type": compression})
-        for event in events:
+        positions = [None] * len(events)
+
+        def delivered(k, err, message):
+            assert err is None, err
+            positions[k] = message.partition(), message.offset()
+
+        for k, event in enumerate(events):
             if isinstance(event, bytes):
                 key, value = b"raw", event
             else:
                 key, value = (event.get("user_id") or event["session_id"]).encode(), json.dumps(event).encode()
-            producer.produce(self.topics["events"], key=key, value=value)
+            producer.produce(self.topics["events"], key=key, value=value,
+                             on_delivery=lambda err, message, k=k: delivered(k, err, message))
         assert producer.flush(30) == 0
+        return positions
+
+    def rewind(self, partition: int, offset: int) -> None:
+        """Move the stopped worker's committed offset on ``events`` back to ``offset``, as if it
+        had crashed before committing what it read from there on."""
+        assert self.process is None or self.process.poll() is not None, "stop the worker first"
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.run})
+        try:
+            consumer.commit(offsets=[TopicPartition(self.topics["events"], partition, offset)],
+                            asynchronous=False)
+        finally:
+            consumer.close()
 
     def read(self, kind: str, n: int, timeout_s: float = 60.0) -> list:
         """The next ``n`` messages on one of the worker's topics (fails when they don't come)."""
