@@ -22,8 +22,8 @@ waiting in the stream's queue, or at ``batch_max`` events; then:
    acknowledged and the producer is flushed. A crash can come after an
    event's rows were written but before its list was sent; the record is
    read again after the restart and step 2 sends its list then. Lists are
-   at least once: a consumer that must see each event's list once keeps the
-   last ``event_id`` per user.
+   at least once: a consumer that must see each event's list once drops an
+   ``event_id`` it has seen.
 
 At low rates the queue is empty after every event and a batch is one event,
 so batching adds no latency; under load batches grow and the per-event cost
