@@ -42,6 +42,7 @@ from batch.synthetic import generate_columns, write_jsonl  # noqa: E402
 from shared.broker import KAFKA_VERSION, ephemeral_broker, free_port  # noqa: E402
 from shared.config import load_settings  # noqa: E402
 from shared.topics import TopicSpec, ensure_topics  # noqa: E402
+from stream.worker import own_topics_env  # noqa: E402
 
 
 def synthetic_messages(n: int, seed: int, work: Path) -> list[tuple[bytes, bytes]]:
@@ -120,11 +121,8 @@ def rate_between(stamps: list[float]) -> float:
 
 
 def worker_env(bootstrap: str, run: str, store: Path, tables: Path) -> dict:
-    return dict(os.environ, KAFKA_BOOTSTRAP=bootstrap, RECSYS_EVENTS_TOPIC=f"{run}-events",
-                RECSYS_RECOMMENDATIONS_TOPIC=f"{run}-recs", RECSYS_DLQ_TOPIC=f"{run}-dlq",
-                RECSYS_MODEL_UPDATES_TOPIC=f"{run}-models", RECSYS_APP_ID=run,
-                RECSYS_MODEL_DIR=str(store), RECSYS_TABLE_DIR=str(tables),
-                RECSYS_WEB_PORT=str(free_port()))
+    return {**os.environ, **own_topics_env(run, bootstrap=bootstrap, model_dir=store,
+                                           table_dir=tables, web_port=free_port())}
 
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:

@@ -11,6 +11,28 @@ from threadpoolctl import threadpool_limits
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+def own_topics_env(run: str, *, bootstrap: str, model_dir, table_dir, web_port: int,
+                   partitions: int | None = None) -> dict[str, str]:
+    """Settings (``RECSYS_*`` variables) for a worker whose topics, consumer group and tables
+    are its own, named after ``run``: ``<run>-events``, ``-recs``, ``-dlq``, ``-models``.
+
+    For workers that share a broker without sharing anything else (tests,
+    benchmarks); ``partitions`` sets those of the events and recommendations.
+
+    >>> env = own_topics_env("t1", bootstrap="b:9092", model_dir="m", table_dir="t", web_port=1)
+    >>> env["RECSYS_EVENTS_TOPIC"], env["RECSYS_APP_ID"], "RECSYS_EVENTS_PARTITIONS" in env
+    ('t1-events', 't1', False)
+    """
+    env = {"KAFKA_BOOTSTRAP": bootstrap, "RECSYS_APP_ID": run,
+           "RECSYS_EVENTS_TOPIC": f"{run}-events", "RECSYS_RECOMMENDATIONS_TOPIC": f"{run}-recs",
+           "RECSYS_DLQ_TOPIC": f"{run}-dlq", "RECSYS_MODEL_UPDATES_TOPIC": f"{run}-models",
+           "RECSYS_MODEL_DIR": str(model_dir), "RECSYS_TABLE_DIR": str(table_dir),
+           "RECSYS_WEB_PORT": str(web_port)}
+    if partitions is not None:
+        env["RECSYS_EVENTS_PARTITIONS"] = env["RECSYS_RECOMMENDATIONS_PARTITIONS"] = str(partitions)
+    return env
+
+
 def add_arguments(parser) -> None:
     """Options of ``recsys stream``."""
     parser.add_argument("--loglevel", default="info",

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from shared.messages import parse_recommendation
 from shared.topics import TopicSpec, ensure_topics
+from stream.worker import own_topics_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
@@ -33,15 +34,9 @@ class WorkerProcess:
         self.topics = {kind: f"{self.run}-{kind}" for kind in ("events", "recs", "dlq", "models")}
         self.store = tmp / "models"
         self.web_port = web_port
-        self.env = dict(os.environ, KAFKA_BOOTSTRAP=bootstrap,
-                        RECSYS_EVENTS_TOPIC=self.topics["events"],
-                        RECSYS_RECOMMENDATIONS_TOPIC=self.topics["recs"],
-                        RECSYS_DLQ_TOPIC=self.topics["dlq"],
-                        RECSYS_MODEL_UPDATES_TOPIC=self.topics["models"],
-                        RECSYS_APP_ID=self.run, RECSYS_MODEL_DIR=str(self.store),
-                        RECSYS_TABLE_DIR=str(tmp / "tables"), RECSYS_WEB_PORT=str(web_port),
-                        RECSYS_EVENTS_PARTITIONS=str(PARTITIONS),
-                        RECSYS_RECOMMENDATIONS_PARTITIONS=str(PARTITIONS), **(env or {}))
+        self.env = {**os.environ, **own_topics_env(
+            self.run, bootstrap=bootstrap, model_dir=self.store, table_dir=tmp / "tables",
+            web_port=web_port, partitions=PARTITIONS), **(env or {})}
         self.log = tmp / "worker.log"
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
         self.consumers: dict[str, Consumer] = {}
