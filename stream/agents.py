@@ -3,10 +3,11 @@
 Per event, while Faust holds it as the current event (table writes need it):
 
 1. parse and validate; a bad event goes to ``events-dlq`` with its reason;
-2. when its ``event_id`` was already applied, apply nothing: a second copy
-   of the event (another offset) is dropped; the same record read again
-   (after a crash or a rebalance, before its offset was committed) is scored
-   again from the current rows, since its list may never have been sent;
+2. when the event was already applied, apply nothing: a second copy of it
+   (another offset) is dropped; a record read again (at or before the
+   user's newest applied offset, after a crash or a rebalance before its
+   offset was committed) is scored again from the current rows, since its
+   list may never have been sent (:meth:`UserState.seen`);
 3. add it to the user's history and the session, and write the ``users`` and
    ``sessions`` rows.
 
@@ -108,18 +109,25 @@ class UserState:
     offsets: tuple = ()
     partition: int = -1
 
-    def is_record(self, event_id: str, partition: int, offset: int) -> bool:
-        """Whether ``event_id`` was applied from this very record, not from another copy.
+    def seen(self, event_id: str, partition: int, offset: int) -> str | None:
+        """What reading ``event_id`` at ``offset`` in ``partition`` is for this user's row.
 
-        >>> UserState(recent=("a", "b"), offsets=(7, 9), partition=2).is_record("b", 2, 9)
-        True
-        >>> UserState(recent=("a", "b"), offsets=(7, 9), partition=2).is_record("b", 2, 12)
-        False
+        None: an event not applied yet. ``"copy"``: another copy of an event
+        already applied (produced twice). ``"read_again"``: a record at or
+        before the newest one applied, read again after a crash or a rebalance
+        (or an event older than ``recent``: it was handled when first read).
+
+        >>> user = UserState(recent=("a", "b"), offsets=(7, 9), partition=2)
+        >>> [user.seen("c", 2, 10), user.seen("b", 2, 9), user.seen("b", 2, 12), user.seen("z", 2, 3)]
+        [None, 'read_again', 'copy', 'read_again']
         """
-        try:
-            return partition == self.partition and self.offsets[self.recent.index(event_id)] == offset
-        except ValueError:
-            return False
+        same_partition = partition == self.partition
+        if event_id in self.recent:
+            at = self.offsets[self.recent.index(event_id)]
+            return "read_again" if same_partition and at == offset else "copy"
+        if same_partition and self.offsets and 0 <= offset <= self.offsets[-1]:
+            return "read_again"
+        return None
 
 
 def encode_user(user: UserState) -> bytes:
@@ -160,10 +168,10 @@ def apply_event(event: Event, user: UserState | None, session: Session | None, *
     -------
     (UserState, Session) or None
         The user's and the session's rows after the event; None when the
-        event was already applied.
+        event was already applied or handled (:meth:`UserState.seen`).
     """
     user = user or UserState()
-    if event.event_id in user.recent:
+    if user.seen(event.event_id, partition, offset) is not None:
         return None
     signals = models.weights or weights
     preference = signals.preference_one(event.type_code, event.dwell_ms)
@@ -239,7 +247,7 @@ def _apply(faust_event) -> _Step:
         state = apply_event(event, user, session, partition=message.partition,
                             offset=message.offset)
         if state is None:
-            if not user.is_record(event.event_id, message.partition, message.offset):
+            if user.seen(event.event_id, message.partition, message.offset) == "copy":
                 return _Step(faust_event, "duplicate")
             metrics.incidents["read_again"] += 1
             return _Step(faust_event, "scored", event, user.history, session or Session())
