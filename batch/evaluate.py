@@ -443,11 +443,12 @@ def batch_user_factors(model: Model, histories: dict[str, History]) -> dict[str,
     model knows no item of get none.
     """
     out = {}
+    gram = model.gram.astype(np.float32)  # the precision fold_in_user solves in
     for uid, history in histories.items():
         items, confidence = history_arrays(model, history)
         if len(items):
             out[uid] = fold_in_user(model.item_factors, items, confidence,
-                                    regularization=model.regularization, gram=model.gram)
+                                    regularization=model.regularization, gram=gram)
     return out
 
 
