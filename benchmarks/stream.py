@@ -89,12 +89,13 @@ def consume_count(bootstrap: str, topic: str, n: int, timeout_s: float,
                   on_message=None, ready: threading.Event | None = None) -> list[float]:
     """Broker timestamps (s) of the first ``n`` messages on ``topic``.
 
-    With ``on_message`` (latency runs) the client returns whatever arrived
-    every 10 ms, so that its own batching does not add to the latency.
-    ``ready`` is set once the client has its partitions: a latency run starts
-    sending only then, so the client's group join is not counted as latency.
+    With ``on_message`` (latency runs) the client takes each message as soon
+    as it is there (``poll``): ``consume(n, timeout)`` waits for ``n``
+    messages or the timeout, which would add up to the timeout to each
+    latency. ``ready`` is set once the client has its partitions: a latency
+    run starts sending only then, so the client's group join is not counted
+    as latency.
     """
-    wait_s = 0.5 if on_message is None else 0.01
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic], on_assign=lambda *_: ready and ready.set())
@@ -102,7 +103,11 @@ def consume_count(bootstrap: str, topic: str, n: int, timeout_s: float,
     deadline = time.monotonic() + timeout_s
     try:
         while len(stamps) < n and time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=wait_s):
+            if on_message is None:
+                messages = consumer.consume(1000, timeout=0.5)
+            else:
+                messages = [m for m in (consumer.poll(0.1),) if m is not None]
+            for message in messages:
                 if message.error():
                     continue
                 stamps.append(message.timestamp()[1] / 1000.0)
