@@ -92,21 +92,38 @@ class ChangelogTable(faust.Table):
         for cache in self._caches:
             cache.clear()
 
+    def write(self, key: bytes, value: bytes) -> None:
+        """``table[key] = value`` without the layers Faust puts between: the changelog
+        message and one RocksDB put, both in the partition of the current event.
+
+        Faust's path goes through its mapping wrapper, the serializer registry
+        (a no-op for bytes) and ``Store._set``, which also records the key's
+        partition in a locked LRU index that only reads outside an event use:
+        about 25 µs per write in the worker against about 10 µs here.
+        """
+        partition = self._send(key, value)
+        self.data._db_for_partition(partition).put(key, value)
+
     def on_key_set(self, key: bytes, value: bytes) -> None:
-        """Send the changelog message of a write, in the partition of the current event."""
+        """Send the changelog message of a ``table[key] = value`` (Faust then stores it)."""
+        self._send(key, value)
+
+    def _send(self, key: bytes, value: bytes) -> int:
+        """Send the changelog message of a write; returns the current event's partition."""
         event = current_event()
         if event is None:
             raise RuntimeError(f"table {self.name!r} can only be written while processing an event")
-        if not isinstance(key, bytes) or not isinstance(value, bytes):
+        if type(key) is not bytes or type(value) is not bytes:
             raise TypeError(f"table {self.name!r} takes bytes keys and values")
         producer = self.app.producer
-        if not isinstance(producer, Producer):
-            raise TypeError("ChangelogTable needs the librdkafka producer (broker librdkafka://)")
         if not self._hooked:
+            if not isinstance(producer, Producer):
+                raise TypeError("ChangelogTable needs the librdkafka producer (broker librdkafka://)")
             producer.after_deliveries(self._persist_offsets)
             self._hooked = True
-        producer.produce(self.changelog_topic_name, key, value, event.message.partition,
-                         self._on_delivery)
+        partition = event.message.partition
+        producer.produce(self.changelog_topic_name, key, value, partition, self._on_delivery)
+        return partition
 
     def on_key_del(self, key: bytes) -> None:
         """Deletes are not used by the worker; refuse rather than send a half-done tombstone."""
@@ -168,7 +185,7 @@ class RowCache:
 
     def set(self, key: bytes, row) -> None:
         """Write ``row`` to the table (store and changelog), then cache it."""
-        self.table[key] = self.encode(row)
+        self.table.write(key, self.encode(row))
         self._keep(key, row)
 
     def _keep(self, key: bytes, row) -> None:

@@ -1,8 +1,10 @@
 """A Faust table stored in RocksDB (rocksdict driver) keeps its state across worker restarts.
 
 Both kinds of table: Faust's own, and the worker's :class:`stream.tables.ChangelogTable`
-(librdkafka changelog sends, RocksDB without its write-ahead log), which must also
-rebuild its state from the changelog after a hard kill and after losing its files.
+(librdkafka changelog sends, RocksDB without its write-ahead log), written through
+Faust's ``table[key] = value`` or, as the worker does, through a RowCache and
+``ChangelogTable.write``; it must also rebuild its state from the changelog after a
+hard kill and after losing its files.
 With a :class:`stream.tables.RowCache` in front, rows that another worker changed
 while it held their partition must not be served from the cache afterwards.
 """
@@ -79,7 +81,7 @@ def _counts_on_disk(datadir: Path) -> dict[str, int]:
     return found
 
 
-@pytest.mark.parametrize("table", ["faust", "changelog"])
+@pytest.mark.parametrize("table", ["faust", "changelog", "cached"])
 def test_table_survives_worker_restart(kafka_bootstrap, topic_name, tmp_path, free_port, table):
     out_topic = f"{topic_name}-out"
     ensure_topics(kafka_bootstrap, [TopicSpec(topic_name, 2, {}), TopicSpec(out_topic, 1, {})])
