@@ -1,7 +1,7 @@
 """A Faust table stored in RocksDB (rocksdict driver) keeps its state across worker restarts.
 
 Both kinds of table: Faust's own, and the worker's :class:`stream.tables.ChangelogTable`
-(librdkafka changelog sends, RocksDB without its write-ahead log), written through
+(librdkafka changelog sends), written through
 Faust's ``table[key] = value`` or, as the worker does, through a RowCache and
 ``ChangelogTable.write``; it must also rebuild its state from the changelog after a
 hard kill and after losing its files.
@@ -107,8 +107,8 @@ def test_table_survives_worker_restart(kafka_bootstrap, topic_name, tmp_path, fr
         if table == "faust":
             _stop_worker(worker)
             return
-        # A hard kill: RocksDB loses what was only in memory (no write-ahead log),
-        # the changelog fills it in again.
+        # A hard kill: the worker dies between commits, with events processed and
+        # their changelog messages sent but their offsets not committed.
         worker.kill()
         worker.wait(timeout=30)
         worker = _start_worker(env, log, free_port())
