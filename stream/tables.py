@@ -20,8 +20,8 @@ RocksDB keeps its write-ahead log. Without it (as Kafka Streams runs its
 stores) a put cost about 2 µs instead of 8 µs here, but a worker restarted
 after a hard kill then had to replay the changelog while its stream
 partitions resumed, and Faust's recovery left a partition unconsumed in
-about half of the runs of the hard-kill test
-(``tests/integration/test_faust_rocksdb.py``; 0 of 5 with the log).
+6 of 20 runs of the hard-kill test's steps
+(``tests/integration/test_faust_rocksdb.py``; 0 of 13 with the log).
 
 :class:`RowCache` keeps the decoded rows of the most recently used keys in
 front of a table, so an active user's row is neither read from RocksDB nor
