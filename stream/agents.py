@@ -3,9 +3,9 @@
 Per event, while Faust holds it as the current event (table writes need it):
 
 1. parse and validate; a bad event goes to ``events-dlq`` with its reason;
-2. when the event was already applied, apply nothing: a second copy of it
-   (another offset) is dropped; a record read again (at or before the
-   user's newest applied offset, after a crash or a rebalance before its
+2. when the event was already applied, apply nothing: a later copy of it
+   (same id, produced twice) is dropped; a record read again (at or before
+   the user's newest applied offset, after a crash or a rebalance before its
    offset was committed) is scored again from the current rows, since its
    list may never have been sent (:meth:`UserState.seen`);
 3. add it to the user's history and the session, and write the ``users`` and
@@ -98,52 +98,45 @@ latest = LatestLists(settings.latest_lists)
 
 @dataclass(frozen=True, slots=True)
 class UserState:
-    """A ``users`` row: the user's history and their latest events (newest last).
-
-    ``recent`` holds the events' ids and ``offsets`` their offsets on
-    ``events`` (-1 where unknown), in the ``partition`` that holds the user.
-    """
+    """A ``users`` row: the user's history, the ids of their latest events (newest last),
+    and where the newest applied event was read: its ``offset`` on ``events`` in the
+    ``partition`` that holds the user (-1: unknown)."""
 
     history: History = History()
     recent: tuple = ()
-    offsets: tuple = ()
+    offset: int = -1
     partition: int = -1
 
     def seen(self, event_id: str, partition: int, offset: int) -> str | None:
         """What reading ``event_id`` at ``offset`` in ``partition`` is for this user's row.
 
-        None: an event not applied yet. ``"copy"``: another copy of an event
-        already applied (produced twice). ``"read_again"``: a record at or
-        before the newest one applied, read again after a crash or a rebalance
-        (or an event older than ``recent``: it was handled when first read).
+        None: an event not applied yet. ``"read_again"``: a record at or before
+        the newest one applied, read again after a crash or a rebalance (it was
+        handled when first read; a copy that came before the user's newest
+        event is one too, and gets a list again). ``"copy"``: a later record
+        with the id of an applied event (produced twice).
 
-        >>> user = UserState(recent=("a", "b"), offsets=(7, 9), partition=2)
+        >>> user = UserState(recent=("a", "b"), offset=9, partition=2)
         >>> [user.seen("c", 2, 10), user.seen("b", 2, 9), user.seen("b", 2, 12), user.seen("z", 2, 3)]
         [None, 'read_again', 'copy', 'read_again']
         """
-        same_partition = partition == self.partition
-        if event_id in self.recent:
-            at = self.offsets[self.recent.index(event_id)]
-            return "read_again" if same_partition and at == offset else "copy"
-        if same_partition and self.offsets and 0 <= offset <= self.offsets[-1]:
+        if partition == self.partition and 0 <= offset <= self.offset:
             return "read_again"
-        return None
+        return "copy" if event_id in self.recent else None
 
 
 def encode_user(user: UserState) -> bytes:
     """The ``users`` row as stored: ``{"history": History.to_dict(), "recent": [event ids],
-    "offsets": [offsets], "partition": partition}``."""
+    "offset": offset, "partition": partition}``."""
     return orjson.dumps({"history": user.history.to_dict(), "recent": list(user.recent),
-                         "offsets": list(user.offsets), "partition": user.partition})
+                         "offset": user.offset, "partition": user.partition})
 
 
 def decode_user(value: bytes) -> UserState:
-    """The inverse of :func:`encode_user`; a row written before offsets were kept has -1 for them."""
+    """The inverse of :func:`encode_user`; a row written before offsets were kept has -1."""
     row = orjson.loads(value)
-    recent, offsets = tuple(row.get("recent", ())), tuple(row.get("offsets", ()))
-    offsets = (-1,) * (len(recent) - len(offsets)) + offsets
-    return UserState(History.from_dict(row.get("history")), recent, offsets,
-                     row.get("partition", -1))
+    return UserState(History.from_dict(row.get("history")), tuple(row.get("recent", ())),
+                     row.get("offset", -1), row.get("partition", -1))
 
 
 def encode_session(session: Session) -> bytes:
@@ -183,7 +176,7 @@ def apply_event(event: Event, user: UserState | None, session: Session | None, *
             bought=event.type == BUY)
     session = add_to_session(session or Session(), event.item_id, max_len=scoring.session_max)
     return UserState(history, (user.recent + (event.event_id,))[-RECENT_EVENT_IDS:],
-                     (user.offsets + (offset,))[-RECENT_EVENT_IDS:], partition), session
+                     offset, partition), session
 
 
 def recommendation_for(event: Event, rec: Recommendation | None, model, version) -> bytes:

@@ -19,16 +19,16 @@ def _apply_all(events_at):
     return user
 
 
-def test_row_round_trip_keeps_ids_offsets_and_partition():
+def test_row_round_trip_keeps_ids_newest_offset_and_partition():
     user = _apply_all([(_event(1), 10), (_event(2, "i2"), 12)])
-    assert (user.recent, user.offsets, user.partition) == (("e1", "e2"), (10, 12), 3)
+    assert (user.recent, user.offset, user.partition) == (("e1", "e2"), 12, 3)
     assert decode_user(encode_user(user)) == user
 
 
-def test_a_row_without_offsets_reads_as_unknown_offsets():
+def test_a_row_without_an_offset_falls_back_to_ids():
     old = orjson.dumps({"history": None, "recent": ["e1", "e2"]})
     user = decode_user(old)
-    assert user.offsets == (-1, -1) and user.partition == -1
+    assert user.offset == -1 and user.partition == -1
     assert user.seen("e2", 3, 5) == "copy" and user.seen("e3", 3, 5) is None
 
 
