@@ -213,9 +213,8 @@ class LocalBroker:
             "transaction.state.log.replication.factor=1",
             "transaction.state.log.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
-            # Every command creates its topics, but with this off a Faust worker started after a
-            # hard kill of the previous one could hang without processing (README, Kafka).
-            "auto.create.topics.enable=true",
+            # Every topic is created on purpose (shared.topics): a misspelt name fails loudly.
+            "auto.create.topics.enable=false",
             "",
         ]))
         return path
