@@ -106,7 +106,8 @@ def consume_count(bootstrap: str, topic: str, n: int, timeout_s: float,
             if on_message is None:
                 messages = consumer.consume(1000, timeout=0.5)
             else:
-                messages = [m for m in (consumer.poll(0.1),) if m is not None]
+                message = consumer.poll(0.1)
+                messages = [] if message is None else [message]
             for message in messages:
                 if message.error():
                     continue

@@ -82,8 +82,9 @@ class ChangelogTable(faust.Table):
 
         Faust's path goes through its mapping wrapper, the serializer registry
         (a no-op for bytes) and ``Store._set``, which also records the key's
-        partition in a locked LRU index that only reads outside an event use:
-        about 25 µs per write in the worker against about 10 µs here.
+        partition in a locked LRU index that only reads outside an event use.
+        That path took about 25 µs per write, timed inside the worker; going
+        around it made the worker about 3% faster in alternating runs.
         """
         partition = self._send(key, value)
         self.data._db_for_partition(partition).put(key, value)
