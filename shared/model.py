@@ -18,10 +18,26 @@ ARRAY_FIELDS: tuple[str, ...] = (
     "popularity", "item_category", "categories",
 )
 
+#: Dimensions and dtype kind of each array field, as ``shared.model_store`` checks them on
+#: load: "U" text, "i" signed integer (neighbour lists and categories pad with -1, so
+#: unsigned will not do), "f" float32 or float64.
+ARRAY_LAYOUT: dict[str, tuple[int, str]] = {
+    "item_ids": (1, "U"), "item_factors": (2, "f"),
+    "similar_items": (2, "i"), "similar_scores": (2, "f"),
+    "cooc_items": (2, "i"), "cooc_scores": (2, "f"),
+    "next_items": (2, "i"), "next_scores": (2, "f"),
+    "popularity": (1, "f"), "item_category": (1, "i"), "categories": (1, "U"),
+}
+
 
 @dataclass(frozen=True, eq=False)
 class Model:
     """One published model version.
+
+    A model loaded by ``shared.model_store.load_model`` has the layout of
+    :data:`ARRAY_LAYOUT`, only finite floats, distinct ``item_ids``, at least
+    one item and one factor, and every index (neighbour, category) in range;
+    scoring relies on that and does not check again.
 
     Attributes
     ----------

@@ -1,7 +1,11 @@
 """Retrain: a model from events, parity with the ALS user step, a store left intact on failure."""
 import argparse
 import dataclasses
+import fcntl
 import json
+import os
+import shutil
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ from batch.retrain import (RetrainError, add_arguments, fit_als, params_from_set
 from batch.synthetic import ShopParams, generate_columns
 from shared.config import load_settings
 from shared.events import EVENT_TYPES
+import shared.model_store as store_module
 from shared.model import ARRAY_FIELDS
 from shared.model_store import load_latest, load_model, versions
 from shared.signals import SignalWeights
@@ -211,3 +216,52 @@ def test_gpu_without_cuda_is_a_clear_error():
         pytest.skip("this implicit has CUDA")
     with pytest.raises(RetrainError, match="no CUDA"):
         train_model(shop_columns(), **{**PARAMS, "use_gpu": True})
+
+
+def _leftover_temp(store, name, *, owner_alive):
+    """A save's temporary folder as it looks mid-save: its owner file, locked while it lives."""
+    tmp = store / f".tmp-{name}"
+    tmp.mkdir(parents=True)
+    owner = open(tmp / store_module._OWNER_FILE, "w")
+    if owner_alive:
+        fcntl.flock(owner, fcntl.LOCK_EX)
+        return owner
+    owner.close()  # a killed process's lock is gone with it
+    return None
+
+
+def test_retrain_removes_temporary_folders_of_killed_saves_not_of_running_ones(tmp_path):
+    _leftover_temp(tmp_path, "killed", owner_alive=False)
+    running = _leftover_temp(tmp_path, "running", owner_alive=True)
+    try:
+        _, path = retrain(shop_columns(), tmp_path, **PARAMS)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp-running", path.name]
+    finally:
+        running.close()
+    retrain(shop_columns(seed=1), tmp_path, keep_versions=1, **PARAMS)
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_stray_far_future_version_does_not_make_retrain_prune_the_new_one(tmp_path):
+    """The stray says it was made an hour ago; ordered as strings, it outranked every version."""
+    _, first = retrain(shop_columns(), tmp_path, **PARAMS)
+    stray = tmp_path / "99991231T235959Z-999999"
+    shutil.copytree(first, stray)
+    meta = json.loads((stray / "meta.json").read_text())
+    an_hour_ago = datetime.fromisoformat(meta["created_at"]) - timedelta(hours=1)
+    (stray / "meta.json").write_text(json.dumps({**meta, "version": stray.name,
+                                                 "created_at": an_hour_ago.isoformat()}))
+    model, path = retrain(shop_columns(seed=1), tmp_path, keep_versions=1, **PARAMS)
+    assert versions(tmp_path) == [path.name]
+    assert load_latest(tmp_path).version == model.version
+    assert not stray.exists() and not first.exists()  # both older by created_at
+
+
+def test_retrain_prunes_a_symlinked_version_by_removing_the_link(tmp_path):
+    _, elsewhere = retrain(shop_columns(), tmp_path / "elsewhere", **PARAMS)
+    store = tmp_path / "store"
+    store.mkdir()
+    os.symlink(elsewhere, store / elsewhere.name)
+    _, path = retrain(shop_columns(seed=1), store, keep_versions=1, **PARAMS)
+    assert [p.name for p in store.iterdir()] == [path.name]
+    assert load_model(elsewhere).version == elsewhere.name
