@@ -7,11 +7,28 @@ dead-letter topic rely on them).
 
 Rules, beyond the contract in ``DESIGN.md``:
 
+- The value is at most ``max_bytes`` bytes of UTF-8 JSON as orjson reads it:
+  ``NaN``/``Infinity`` literals, numbers that overflow a double, a byte order
+  mark and nesting deeper than 1024 levels are ``not_json``. An integer
+  beyond 64 bits arrives as a float, so it fails as a wrong type, never as a
+  truncated integer.
 - ``ts`` is an integer of epoch milliseconds, or an ISO-8601 string *with* a
-  zone (``Z`` or ``+hh:mm``); floats, numeric strings and naive ISO times are
-  rejected. Times before 1970 or after 9999 are rejected.
-- Ids are non-blank strings; JSON integers are accepted and become their
-  decimal string (``42`` -> ``"42"``), other types are rejected.
+  zone (``Z`` or ``+hh:mm``); floats, numeric strings, booleans and naive ISO
+  times are rejected. Times before 1970 or after 9999 are ``bad_timestamp``;
+  a time more than ``max_clock_skew_s`` ahead of the clock is
+  ``future_timestamp`` (a producer with a broken clock: such an event would
+  stay the "newest" in every time-ordered state and outlive any decay).
+- Ids are non-blank strings of at most ``max_id_chars`` characters without
+  control characters (Unicode category Cc: U+0000-U+001F, U+007F-U+009F).
+  Ids are table keys, Kafka keys and text in logs; a NUL, newline or escape
+  is never part of a real id, it is a broken producer, and keeping it would
+  let one event forge log lines or break key-per-line tools. JSON integers
+  are accepted and become their decimal string (``42`` -> ``"42"``), other
+  types are rejected.
+- ``category`` is at most ``max_category_chars`` characters. The bounds keep
+  a user's state row bounded: it holds up to 200 item ids (history and
+  purchases) and the user's recent event ids, so with ids as long as an event
+  one row could outgrow the largest message of its Kafka changelog.
 - ``user_id`` missing, null or blank means an anonymous visitor: the session
   id stands in for it.
 - Optional fields may be missing or null. ``dwell_ms`` is an integer in
@@ -19,6 +36,11 @@ Rules, beyond the contract in ``DESIGN.md``:
   ``quantity`` an integer in ``[1, max_quantity]``, ``category`` a string or
   integer (blank means unknown).
 - Fields the contract does not name are ignored.
+
+The message key is checked apart, by :func:`check_key`, once the value has
+parsed: the key of an event is its user id (the session id for an anonymous
+visitor), so the first problem of a message with a bad value *and* a bad key
+is the value's.
 
 Example
 -------
@@ -31,6 +53,8 @@ True
 """
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
@@ -56,10 +80,19 @@ BAD_TIMESTAMP = "bad_timestamp"
 BAD_DWELL = "bad_dwell"
 BAD_PRICE = "bad_price"
 BAD_QUANTITY = "bad_quantity"
+FIELD_TOO_LONG = "field_too_long"
+CONTROL_CHARACTER = "control_character"
+FUTURE_TIMESTAMP = "future_timestamp"
 #: Every code :func:`parse_event` can raise.
 ERROR_CODES: tuple[str, ...] = (
     OVERSIZED, NOT_UTF8, NOT_JSON, NOT_OBJECT, MISSING_FIELD, EMPTY_FIELD, BAD_FIELD_TYPE,
-    UNKNOWN_TYPE, BAD_TIMESTAMP, BAD_DWELL, BAD_PRICE, BAD_QUANTITY)
+    UNKNOWN_TYPE, BAD_TIMESTAMP, BAD_DWELL, BAD_PRICE, BAD_QUANTITY, FIELD_TOO_LONG,
+    CONTROL_CHARACTER, FUTURE_TIMESTAMP)
+# Error codes of check_key: a message without a key, and a key that is not the user id.
+KEY_MISSING = "key_missing"
+KEY_MISMATCH = "key_mismatch"
+#: Every code :func:`check_key` can raise.
+KEY_ERROR_CODES: tuple[str, ...] = (KEY_MISSING, KEY_MISMATCH)
 
 #: Latest accepted event time, 9999-12-31T23:59:59.999Z.
 MAX_TS_MS = 253_402_300_799_999
@@ -68,6 +101,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
 _DEFAULTS = Settings()
 _TYPE_CODES_GET = EVENT_TYPE_CODES.get
+_time_ns = time.time_ns
+#: The latest reading of the clock, epoch ms (0: none yet). parse_event holds ``ts``
+#: against it and reads the clock again only for a ``ts`` beyond it plus the skew.
+_clock_ms = 0
+#: Unicode category Cc; ``str.isprintable`` is the fast test that none is present.
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 _object_new = object.__new__
 _object_setattr = object.__setattr__
 
@@ -78,7 +117,8 @@ class EventError(ValueError):
     Attributes
     ----------
     code : str
-        One of :data:`ERROR_CODES`.
+        One of :data:`ERROR_CODES` (from :func:`parse_event`) or
+        :data:`KEY_ERROR_CODES` (from :func:`check_key`).
     message : str
         What was wrong, for people.
     """
@@ -156,12 +196,18 @@ class EventLimits:
     max_dwell_ms: int = _DEFAULTS.max_dwell_ms
     max_price: float = _DEFAULTS.max_price
     max_quantity: int = _DEFAULTS.max_quantity
+    max_id_chars: int = _DEFAULTS.max_id_chars
+    max_category_chars: int = _DEFAULTS.max_category_chars
+    max_clock_skew_s: float = _DEFAULTS.max_clock_skew_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EventLimits":
         """The limits configured in ``settings``."""
         return cls(max_bytes=settings.max_event_bytes, max_dwell_ms=settings.max_dwell_ms,
-                   max_price=settings.max_price, max_quantity=settings.max_quantity)
+                   max_price=settings.max_price, max_quantity=settings.max_quantity,
+                   max_id_chars=settings.max_id_chars,
+                   max_category_chars=settings.max_category_chars,
+                   max_clock_skew_s=settings.max_clock_skew_s)
 
 
 def encode_event(fields: Mapping[str, Any]) -> bytes:
@@ -180,7 +226,11 @@ def encode_event(fields: Mapping[str, Any]) -> bytes:
 def parse_event(raw: bytes, *, max_bytes: int = _DEFAULTS.max_event_bytes,
                 max_dwell_ms: int = _DEFAULTS.max_dwell_ms,
                 max_price: float = _DEFAULTS.max_price,
-                max_quantity: int = _DEFAULTS.max_quantity) -> Event:
+                max_quantity: int = _DEFAULTS.max_quantity,
+                max_id_chars: int = _DEFAULTS.max_id_chars,
+                max_category_chars: int = _DEFAULTS.max_category_chars,
+                max_clock_skew_s: float = _DEFAULTS.max_clock_skew_s,
+                now_ms: int | None = None) -> Event:
     """Validate the bytes of one event message and return the :class:`Event`.
 
     Parameters
@@ -189,7 +239,13 @@ def parse_event(raw: bytes, *, max_bytes: int = _DEFAULTS.max_event_bytes,
         The message value: a UTF-8 JSON object (None, a Kafka tombstone, is
         refused as ``not_json``).
     max_bytes, max_dwell_ms, max_price, max_quantity
-        Limits (defaults: those of :class:`shared.config.Settings`).
+        Bounds of the message's size and of the optional numbers.
+    max_id_chars, max_category_chars, max_clock_skew_s
+        Longest id and category, in characters, and how far ``ts`` may be
+        ahead of ``now_ms``, in seconds. These seven are the fields of
+        :class:`EventLimits`; defaults: those of :class:`shared.config.Settings`.
+    now_ms : int, optional
+        The time ``ts`` is held against, epoch ms; the clock by default.
 
     Returns
     -------
@@ -198,7 +254,10 @@ def parse_event(raw: bytes, *, max_bytes: int = _DEFAULTS.max_event_bytes,
     Raises
     ------
     EventError
-        With the code of the first problem found; nothing else is raised.
+        With the code of the first problem found (fields in the order
+        ``event_id``, ``session_id``, ``item_id``, ``user_id``, ``type``,
+        ``ts``, ``dwell_ms``, ``price``, ``quantity``, ``category``); nothing
+        else is raised, whatever the bytes.
 
     Examples
     --------
@@ -224,14 +283,20 @@ def parse_event(raw: bytes, *, max_bytes: int = _DEFAULTS.max_event_bytes,
     get = fields.get
     event_id, session_id, item_id, user_id = (
         get("event_id"), get("session_id"), get("item_id"), get("user_id"))
-    if type(event_id) is not str or not event_id or event_id.isspace():
-        event_id = _required_id(event_id, "event_id")
-    if type(session_id) is not str or not session_id or session_id.isspace():
-        session_id = _required_id(session_id, "session_id")
-    if type(item_id) is not str or not item_id or item_id.isspace():
-        item_id = _required_id(item_id, "item_id")
-    if type(user_id) is not str or not user_id or user_id.isspace():
-        user_id = _optional_id(user_id, "user_id") or session_id
+    # Each id: the common case (a short printable string) in one expression, the
+    # rest, with the error to raise, in _required_id / _optional_id.
+    if (type(event_id) is not str or not event_id or event_id.isspace()
+            or len(event_id) > max_id_chars or not event_id.isprintable()):
+        event_id = _required_id(event_id, "event_id", max_id_chars)
+    if (type(session_id) is not str or not session_id or session_id.isspace()
+            or len(session_id) > max_id_chars or not session_id.isprintable()):
+        session_id = _required_id(session_id, "session_id", max_id_chars)
+    if (type(item_id) is not str or not item_id or item_id.isspace()
+            or len(item_id) > max_id_chars or not item_id.isprintable()):
+        item_id = _required_id(item_id, "item_id", max_id_chars)
+    if (type(user_id) is not str or not user_id or user_id.isspace()
+            or len(user_id) > max_id_chars or not user_id.isprintable()):
+        user_id = _optional_id(user_id, "user_id", max_id_chars) or session_id
     type_name = get("type")
     type_code = _TYPE_CODES_GET(type_name) if type(type_name) is str else None
     if type_code is None:
@@ -239,6 +304,8 @@ def parse_event(raw: bytes, *, max_bytes: int = _DEFAULTS.max_event_bytes,
     ts = get("ts")
     if type(ts) is not int or not 0 <= ts <= MAX_TS_MS:
         ts = _timestamp_ms(ts)
+    if ts - (_clock_ms if now_ms is None else now_ms) > max_clock_skew_s * 1000:
+        _check_future(ts, now_ms, max_clock_skew_s)
     dwell_ms = get("dwell_ms")
     if dwell_ms is not None and (type(dwell_ms) is not int or not 0 <= dwell_ms <= max_dwell_ms):
         raise EventError(BAD_DWELL, f"'dwell_ms' must be an integer in [0, {max_dwell_ms}],"
@@ -255,10 +322,67 @@ def parse_event(raw: bytes, *, max_bytes: int = _DEFAULTS.max_event_bytes,
                                        f" got {_show(quantity)}")
     category = get("category")
     if category is not None and (type(category) is not str or not category
-                                 or category.isspace()):
-        category = _optional_id(category, "category")
+                                 or category.isspace() or len(category) > max_category_chars):
+        category = _optional_id(category, "category", max_category_chars, ids=False)
     return _new_event(event_id, user_id, session_id, item_id, type_name, type_code, ts,
                       dwell_ms, category, price, quantity)
+
+
+def check_key(event: Event, key: bytes | None) -> None:
+    """Check that ``key``, the Kafka key of the message ``event`` came in, is its user id.
+
+    Events are keyed by user id (the session id for an anonymous visitor,
+    which :func:`parse_event` puts in ``user_id``): the key chooses the
+    partition, and the worker owning a partition holds the rows of its
+    users. An event under another key would be applied by a worker that
+    does not own the user's rows, so it is refused instead. The key is
+    compared byte for byte with the UTF-8 of ``event.user_id``, as the
+    partitioner sees it.
+
+    Parameters
+    ----------
+    event : Event
+        The message value, parsed.
+    key : bytes or None
+        The message key as read (bytes-like; None when the message has none).
+
+    Raises
+    ------
+    EventError
+        ``key_missing`` when ``key`` is None or empty; ``key_mismatch`` when
+        it is not UTF-8 or not the user id.
+    TypeError
+        When ``key`` is neither None nor bytes-like: a caller's mistake, not
+        a bad message.
+
+    Examples
+    --------
+    >>> event = parse_event(b'{"event_id": "e1", "session_id": "s1", "item_id": "i1",'
+    ...                     b' "type": "view", "ts": 0}')
+    >>> check_key(event, b"s1")
+    >>> try:
+    ...     check_key(event, b"u7")
+    ... except EventError as error:
+    ...     print(error.code, "|", error.message)
+    key_mismatch | the key 'u7' is not the event's user id 's1'
+    """
+    if key == event.user_id.encode():
+        return
+    if key is None:
+        raise EventError(KEY_MISSING, f"the message has no key; its key must be the user id"
+                                      f" {_show(event.user_id)}")
+    if not isinstance(key, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a message key is bytes or None, got {type(key).__name__}")
+    if not key:
+        raise EventError(KEY_MISSING, f"the message key is empty; it must be the user id"
+                                      f" {_show(event.user_id)}")
+    try:
+        text = bytes(key).decode("utf-8")
+    except UnicodeDecodeError as bad:
+        raise EventError(KEY_MISMATCH, f"the key is not UTF-8 (invalid byte at {bad.start});"
+                                       f" it must be the user id {_show(event.user_id)}") from None
+    raise EventError(KEY_MISMATCH, f"the key {_show(text)} is not the event's user id"
+                                   f" {_show(event.user_id)}")
 
 
 def _new_event(event_id, user_id, session_id, item_id, type, type_code, ts_ms, dwell_ms,
@@ -276,25 +400,41 @@ def _new_event(event_id, user_id, session_id, item_id, type, type_code, ts_ms, d
     return event
 
 
-def _required_id(value: Any, name: str) -> str:
+def _required_id(value: Any, name: str, max_chars: int) -> str:
     if value is None:
         raise EventError(MISSING_FIELD, f"{name!r} is required")
-    checked = _optional_id(value, name)
+    checked = _optional_id(value, name, max_chars)
     if checked is None:
         raise EventError(EMPTY_FIELD, f"{name!r} is empty")
     return checked
 
 
-def _optional_id(value: Any, name: str) -> str | None:
-    """An id or category from JSON; None when null or blank."""
+def _optional_id(value: Any, name: str, max_chars: int, *, ids: bool = True) -> str | None:
+    """An id (or, ``ids`` false, a category) from JSON; None when null or blank.
+
+    Checked in this order: type, blank, length, control characters (ids only).
+    """
     if value is None:
         return None
     if type(value) is str:
-        return None if not value or value.isspace() else value
-    if type(value) is int:
-        return str(value)
-    raise EventError(BAD_FIELD_TYPE, f"{name!r} must be a string or an integer,"
-                                     f" got {_json_kind(value)}")
+        if not value or value.isspace():
+            return None
+    elif type(value) is int:
+        value = str(value)
+    else:
+        raise EventError(BAD_FIELD_TYPE, f"{name!r} must be a string or an integer,"
+                                         f" got {_json_kind(value)}")
+    if len(value) > max_chars:
+        setting = "RECSYS_MAX_ID_CHARS" if ids else "RECSYS_MAX_CATEGORY_CHARS"
+        raise EventError(FIELD_TOO_LONG, f"{name!r} is {len(value)} characters, more than the"
+                                         f" limit of {max_chars} ({setting})")
+    if ids:
+        control = _CONTROL_CHARACTER.search(value)
+        if control is not None:
+            raise EventError(CONTROL_CHARACTER,
+                             f"{name!r} contains the control character"
+                             f" U+{ord(control.group()):04X} at index {control.start()}")
+    return value
 
 
 def _raise_bad_type(value: Any) -> None:
@@ -319,6 +459,30 @@ def _timestamp_ms(value: Any) -> int:
     if not 0 <= ts_ms <= MAX_TS_MS:
         raise EventError(BAD_TIMESTAMP, f"'ts' {_show(value)} is outside 1970-01-01..9999-12-31")
     return ts_ms
+
+
+def _check_future(ts_ms: int, now_ms: int | None, max_clock_skew_s: float) -> None:
+    """Raise ``future_timestamp`` when ``ts_ms`` is more than the skew ahead of ``now_ms``.
+
+    ``now_ms`` None: the clock. :func:`parse_event` compared ``ts_ms`` with
+    the latest reading, :data:`_clock_ms`, which is at most the present time
+    as long as the wall clock does not step back; only an event beyond that
+    reading plus the skew costs a fresh reading here, so the clock is read
+    about once per skew of event time instead of once per event, and the
+    verdict is the one a reading per event would give. (A clock stepped back
+    by d lets events up to d further ahead through until it catches up.)
+    """
+    global _clock_ms
+    if now_ms is None:
+        now_ms = _time_ns() // 1_000_000
+        _clock_ms = max(_clock_ms, now_ms)
+        if ts_ms - now_ms <= max_clock_skew_s * 1000:
+            return
+    ahead_s = (ts_ms - now_ms) / 1000
+    moment = (_EPOCH + ts_ms * _ONE_MS).isoformat(timespec="milliseconds")[:-6] + "Z"
+    raise EventError(FUTURE_TIMESTAMP, f"'ts' {moment} is {ahead_s:.0f} s ahead of the clock,"
+                                       f" more than the allowed skew of {max_clock_skew_s:g} s"
+                                       " (RECSYS_MAX_CLOCK_SKEW_S)")
 
 
 def _iso_ms(text: str) -> int:
@@ -349,5 +513,15 @@ def _json_kind(value: Any) -> str:
 
 
 def _show(value: Any, limit: int = 60) -> str:
+    """A value for a message: its repr, cut; an array or object by its kind only.
+
+    A container is not shown because its repr recurses once per level of
+    nesting, and orjson accepts 1024 levels, more than Python's recursion
+    limit: the repr would raise RecursionError instead of the EventError.
+    """
+    if type(value) is list or type(value) is dict:
+        return _json_kind(value)
+    if type(value) is str and len(value) > limit:  # cut first: a long string is not copied whole
+        return repr(value[:limit])[:limit] + "..."
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
