@@ -35,6 +35,7 @@ from confluent_kafka import Producer
 from batch.readers import FORMATS, ReadReport, iter_events
 from batch.synthetic import (CATEGORY_PREFIX, DEFAULT_CHUNK_EVENTS, ITEM_PREFIX, SESSION_PREFIX,
                              USER_PREFIX, VIEW, ShopParams, SyntheticShop)
+from shared import kafka_security
 from shared.cli import ensure_broker
 from shared.config import Settings
 from shared.events import EVENT_TYPES, Event, EventLimits
@@ -166,9 +167,15 @@ class _Ticker:
             self.progress(sent, now - self.started)
 
 
-def producer_config(bootstrap: str, **overrides) -> dict:
-    """:data:`PRODUCER_CONFIG` for the cluster at ``bootstrap``, with ``overrides``."""
-    return {**PRODUCER_CONFIG, "bootstrap.servers": bootstrap, **overrides}
+def producer_config(bootstrap: str, *, security: kafka_security.KafkaSecurity | None = None,
+                    **overrides) -> dict:
+    """:data:`PRODUCER_CONFIG` for the cluster at ``bootstrap``, with ``overrides``.
+
+    TLS and SASL as ``security`` says (default: the environment's Kafka security
+    settings, :func:`shared.kafka_security.resolve`).
+    """
+    return {**PRODUCER_CONFIG, "bootstrap.servers": bootstrap,
+            **kafka_security.resolve(security).confluent(), **overrides}
 
 
 def produce_events(producer_or_bootstrap: Producer | str, topic: str, events: Iterable[Event], *,

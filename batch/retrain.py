@@ -50,6 +50,7 @@ from batch.neighbours import (cooccurrence_neighbours, popularity, sequence_neig
 from batch.readers import BadRowError, FormatError, detect_format, read_events
 from batch.schedule import (Cron, Every, ScheduleError, parse_interval, run_periodically,
                             stop_on_signals)
+from shared import kafka_security
 from shared.events import EventLimits
 from shared.messages import MessageError, model_update_message, parse_model_update
 from shared.model import Model
@@ -197,6 +198,12 @@ def retrain(columns: EventColumns, store_dir: str | Path, *, keep_versions: int 
             source: dict | None = None, progress: bool = True, **train) -> tuple[Model, Path]:
     """Train, save as a new version, prune old versions.
 
+    Saving and pruning also remove the temporary folders of saves that were
+    killed, and keep those of saves still running in other processes (see
+    :func:`shared.model_store.remove_abandoned_temps`). Pruning keeps the
+    newest ``keep_versions`` by creation time, so the version just saved is
+    kept whatever other names the store holds.
+
     Parameters
     ----------
     columns : EventColumns
@@ -255,7 +262,8 @@ class AnnounceError(RuntimeError):
 
 
 def announce(version: str, path: str | Path, *, created_at: int, bootstrap: str, topic: str,
-             timeout_s: float = 30.0) -> None:
+             timeout_s: float = 30.0,
+             security: kafka_security.KafkaSecurity | None = None) -> None:
     """Announce a saved version on the model-updates topic and wait for the broker's ack.
 
     The message (:func:`shared.messages.model_update_message`) has the key
@@ -271,6 +279,8 @@ def announce(version: str, path: str | Path, *, created_at: int, bootstrap: str,
     bootstrap, topic : str
     timeout_s : float
         How long delivery may take.
+    security : KafkaSecurity, optional
+        How to connect; default: the environment's Kafka security settings.
 
     Raises
     ------
@@ -278,7 +288,8 @@ def announce(version: str, path: str | Path, *, created_at: int, bootstrap: str,
         When the message is not delivered in time or the broker refuses it.
     """
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "acks": "all", "message.timeout.ms": int(timeout_s * 1000)})
+                         "acks": "all", "message.timeout.ms": int(timeout_s * 1000),
+                         **kafka_security.resolve(security).confluent()})
     errors = []
     producer.produce(topic, key=MODEL_UPDATE_KEY,
                      value=model_update_message(version, str(Path(path).resolve()), created_at),
@@ -290,8 +301,12 @@ def announce(version: str, path: str | Path, *, created_at: int, bootstrap: str,
                             f" {topic!r} at {bootstrap} failed: {reason}")
 
 
-def last_announced(bootstrap: str, topic: str, *, timeout_s: float = 10.0) -> str | None:
+def last_announced(bootstrap: str, topic: str, *, timeout_s: float = 10.0,
+                   security: kafka_security.KafkaSecurity | None = None) -> str | None:
     """The version in the newest message on the model-updates topic; None when there is none.
+
+    The consumer connects as ``security`` says (default: the environment's Kafka
+    security settings).
 
     Raises
     ------
@@ -299,7 +314,8 @@ def last_announced(bootstrap: str, topic: str, *, timeout_s: float = 10.0) -> st
         When the topic cannot be read.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP_ID,
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False,
+                         **kafka_security.resolve(security).confluent()})
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
         if high <= low:

@@ -5,6 +5,12 @@ at :data:`KAFKA_VERSION`, the same version as the image in docker-compose.yml),
 cached outside git, formatted as a single-node KRaft cluster (combined broker
 and controller) and started on 127.0.0.1.
 
+By default the broker has one PLAINTEXT listener for clients. For tests of the
+clients' security settings (:mod:`shared.kafka_security`) a second listener can
+be opened: SASL_PLAINTEXT on ``sasl_port``, accepting the ``sasl_users`` with
+PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and without an authorizer (an
+authenticated user may do anything, as on the PLAINTEXT listener).
+
 Layout under ``home`` (``RECSYS_KAFKA_HOME``)::
 
     kafka-<version>/libs/*.jar       the assembled distribution (shared)
@@ -15,6 +21,7 @@ Layout under ``home`` (``RECSYS_KAFKA_HOME``)::
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +36,11 @@ from pathlib import Path
 
 KAFKA_VERSION = "3.9.1"
 _DIST = resources.files("shared") / "kafka_dist"
+#: Mechanisms the optional SASL_PLAINTEXT listener accepts.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: What a SASL user name or password of the local broker may contain: it is written
+#: unquoted into the JAAS configuration and the storage tool's --add-scram argument.
+_SASL_CREDENTIAL = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class BrokerError(RuntimeError):
@@ -93,17 +105,40 @@ def broker_ready(bootstrap: str, timeout_s: float = 1.0) -> bool:
 
 @dataclass(frozen=True)
 class LocalBroker:
-    """A single-node KRaft broker on 127.0.0.1:``port`` (controller on ``controller_port``)."""
+    """A single-node KRaft broker on 127.0.0.1:``port`` (controller on ``controller_port``).
+
+    With ``sasl_port`` it also listens there with SASL_PLAINTEXT for the
+    ``sasl_users`` ((name, password) pairs). Their SCRAM credentials are written
+    when the storage is formatted, on the first start of this ``state_dir``; their
+    PLAIN passwords are in server.properties, which every start rewrites.
+    """
 
     home: Path
     port: int = 9092
     controller_port: int | None = None
     version: str = KAFKA_VERSION
     heap: str = "1g"
+    sasl_port: int | None = None
+    sasl_users: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.sasl_users and self.sasl_port is None:
+            raise BrokerError("sasl_users need a sasl_port to be accepted on")
+        if self.sasl_port is not None and not self.sasl_users:
+            raise BrokerError("a SASL listener needs at least one of sasl_users")
+        for name, password in self.sasl_users:
+            if not (_SASL_CREDENTIAL.fullmatch(name) and _SASL_CREDENTIAL.fullmatch(password)):
+                raise BrokerError(f"SASL user {name!r}: names and passwords of the local broker "
+                                  f"may contain only letters, digits, '.', '_' and '-'")
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """Address of the SASL_PLAINTEXT listener, or None without one."""
+        return None if self.sasl_port is None else f"127.0.0.1:{self.sasl_port}"
 
     @property
     def state_dir(self) -> Path:
@@ -197,15 +232,20 @@ class LocalBroker:
     def _write_properties(self) -> Path:
         controller = self.controller_port or self.port + 1
         path = self.state_dir / "server.properties"
+        sasl = self.sasl_port is not None
+        clients = f"PLAINTEXT://127.0.0.1:{self.port}" + (
+            f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}" if sasl else "")
         path.write_text("\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{controller}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            f"listeners={clients},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners={clients}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,"
+            + ("SASL_PLAINTEXT:SASL_PLAINTEXT," if sasl else "") + "CONTROLLER:PLAINTEXT",
+            *self._sasl_properties(),
             f"log.dirs={self.state_dir / 'data'}",
             "num.partitions=1",
             "offsets.topic.replication.factor=1",
@@ -219,13 +259,33 @@ class LocalBroker:
         ]))
         return path
 
+    def _sasl_properties(self) -> list[str]:
+        """The SASL listener's lines of server.properties (none without ``sasl_port``)."""
+        if self.sasl_port is None:
+            return []
+        prefix = "listener.name.sasl_plaintext"
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users)
+        return [
+            f"sasl.enabled.mechanisms={','.join(SASL_MECHANISMS)}",
+            f"{prefix}.sasl.enabled.mechanisms={','.join(SASL_MECHANISMS)}",
+            f"{prefix}.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+            *(f"{prefix}.{mechanism.lower()}.sasl.jaas.config="
+              f"org.apache.kafka.common.security.scram.ScramLoginModule required;"
+              for mechanism in SASL_MECHANISMS if mechanism.startswith("SCRAM-")),
+        ]
+
     def _format(self, command: list[str], properties: Path) -> None:
         if (self.state_dir / "data" / "meta.properties").exists():
             return
         cluster_id = subprocess.run(command + ["kafka.tools.StorageTool", "random-uuid"],
                                     capture_output=True, text=True, check=True).stdout.split()[-1]
+        scram = [argument for name, password in self.sasl_users
+                 for mechanism in SASL_MECHANISMS if mechanism.startswith("SCRAM-")
+                 for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")]
         result = subprocess.run(
-            command + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+            command + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)]
+            + scram,
             capture_output=True, text=True)
         if result.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
@@ -238,13 +298,16 @@ class LocalBroker:
 
 
 @contextmanager
-def ephemeral_broker(home: Path):
+def ephemeral_broker(home: Path, *, sasl_users: dict[str, str] | None = None):
     """A :class:`LocalBroker` on free ports for one run (tests, benchmarks).
 
     Yields the started broker; stops it and deletes its storage afterwards.
-    The jars under ``home`` are kept for the next run.
+    The jars under ``home`` are kept for the next run. With ``sasl_users``
+    (name -> password) it also opens a SASL_PLAINTEXT listener for them on a
+    free port (:attr:`LocalBroker.sasl_bootstrap`).
     """
-    broker = LocalBroker(home=home, port=free_port(), controller_port=free_port())
+    sasl = dict(sasl_port=free_port(), sasl_users=tuple(sasl_users.items())) if sasl_users else {}
+    broker = LocalBroker(home=home, port=free_port(), controller_port=free_port(), **sasl)
     print(broker.start(), file=sys.stderr)
     try:
         yield broker

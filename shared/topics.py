@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from shared import kafka_security
+from shared.kafka_security import KafkaSecurity
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -28,13 +31,17 @@ def project_topics(settings) -> list[TopicSpec]:
 
 
 def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, replication_factor: int = 1,
-                  timeout_s: float = 30.0) -> dict[str, str]:
+                  timeout_s: float = 30.0, security: KafkaSecurity | None = None
+                  ) -> dict[str, str]:
     """Create each missing topic; return ``{name: "created" | "exists"}``.
 
     An existing topic with fewer partitions than asked for is an error (the
     message says how to fix it), since users' state is placed by partition.
+    The admin client connects as ``security`` says (default: the process
+    environment's Kafka security settings, :func:`shared.kafka_security.resolve`).
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap,
+                         **kafka_security.resolve(security).confluent()})
     futures = admin.create_topics(
         [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication_factor,
                   config=s.config) for s in specs],

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer
 
 from batch.produce import produce_events, synthetic_events
 from batch.retrain import RetrainJob, params_from_settings
+from shared import kafka_security
 from shared.events import EventLimits
 from shared.messages import parse_recommendation
 from shared.model_store import load_latest
@@ -67,7 +68,8 @@ def _caught_up(metrics: dict | None, partitions: int) -> bool:
 
 def _read_recommendations(bootstrap: str, topic: str, event_ids: set, timeout_s: float) -> list[dict]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-shop-front-{os.getpid()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         **kafka_security.from_environ().confluent()})
     consumer.subscribe([topic])
     found, deadline = {}, time.monotonic() + timeout_s
     try:
@@ -147,7 +149,8 @@ def run(args, settings) -> int:
         live = list(synthetic_events(args.live, seed=args.seed + 1))
         live_summary = produce_events(bootstrap, settings.events_topic, live, rate=args.rate)
         from confluent_kafka import Producer
-        bad = Producer({"bootstrap.servers": bootstrap})
+        bad = Producer({"bootstrap.servers": bootstrap,
+                        **kafka_security.from_environ().confluent()})
         bad.produce(settings.events_topic, key=b"demo", value=b"{this is not json")
         bad.produce(settings.events_topic, key=b"demo", value=b'{"event_id": "x", "type": "view"}')
         bad.flush(10)

@@ -24,6 +24,10 @@ librdkafka reports deliveries from ``poll()``; the callbacks only append to a
 deque and a task on the event loop polls and resolves the futures, so no
 future is touched from another thread. Keys without an explicit partition
 go where Kafka's Java client would put them (``murmur2_random``).
+
+The producer and the admin client it creates topics with connect as the app's
+``broker_credentials`` say (:func:`shared.kafka_security.from_faust_credentials`),
+so TLS and SASL are those of the aiokafka consumer.
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import Producer as BaseProducer
 from faust.types.tuples import TP, RecordMetadata
 
+from shared import kafka_security
+from shared.kafka_security import KafkaSecurity
 from shared.topics import TopicSpec, ensure_topics
 
 #: URL scheme of the transport with this producer (``broker="librdkafka://..."``).
@@ -70,10 +76,15 @@ class Producer(BaseProducer):
         """The brokers of the app's ``broker`` URL, as librdkafka lists them."""
         return ",".join(f"{url.host}:{url.port or 9092}" for url in self.transport.url)
 
+    def security(self) -> KafkaSecurity:
+        """How to connect: the app's ``broker_credentials``, as its aiokafka consumer does."""
+        return kafka_security.from_faust_credentials(self.credentials, self.ssl_context)
+
     def librdkafka_config(self) -> dict:
-        """The confluent-kafka configuration, from Faust's producer settings."""
+        """The confluent-kafka configuration, from Faust's producer and broker settings."""
         return {
             "bootstrap.servers": self.bootstrap_servers(),
+            **self.security().confluent(),
             "client.id": self.client_id,
             "acks": "all" if self.acks == -1 else str(self.acks),
             "enable.idempotence": self.acks == -1,
@@ -239,10 +250,10 @@ class Producer(BaseProducer):
             topic_config["cleanup.policy"] = "compact"
         if retention:
             topic_config["retention.ms"] = str(int(float(retention) * 1000))
-        bootstrap = self.bootstrap_servers()
+        bootstrap, security = self.bootstrap_servers(), self.security()
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: ensure_topics(bootstrap, [TopicSpec(topic, partitions, topic_config)],
-                                        replication_factor=replication))
+                                        replication_factor=replication, security=security))
 
     def supports_headers(self) -> bool:
         """Kafka >= 0.11 carries headers."""
