@@ -71,6 +71,44 @@ class Settings:
     replication_factor: int = _setting(
         "RECSYS_REPLICATION_FACTOR", 1, "Replication factor of every topic the project creates.",
         check=_positive)
+    # Security of every Kafka client; shared.kafka_security turns these into each client's
+    # options and rejects combinations that cannot work. The passwords themselves are not
+    # settings (so no listing shows them): RECSYS_KAFKA_SASL_PASSWORD and
+    # RECSYS_KAFKA_SSL_KEY_PASSWORD are read from the environment, or from the *_FILE below.
+    kafka_security_protocol: str = _setting(
+        "RECSYS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+        "How Kafka clients connect: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+        check=lambda v: v in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    kafka_sasl_mechanism: str = _setting(
+        "RECSYS_KAFKA_SASL_MECHANISM", "",
+        "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; unset: PLAIN (SASL_* only).",
+        check=lambda v: v in ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    kafka_sasl_username: str = _setting(
+        "RECSYS_KAFKA_SASL_USERNAME", "", "SASL username (needed by SASL_PLAINTEXT, SASL_SSL).")
+    kafka_sasl_password_file: str = _setting(
+        "RECSYS_KAFKA_SASL_PASSWORD_FILE", "",
+        "File holding the SASL password (else RECSYS_KAFKA_SASL_PASSWORD; not both).")
+    kafka_ssl_ca_file: str = _setting(
+        "RECSYS_KAFKA_SSL_CA_FILE", "",
+        "PEM CA certificates the brokers' certificates are checked against (SSL, SASL_SSL); "
+        "unset: the system's trust store.")
+    kafka_ssl_cert_file: str = _setting(
+        "RECSYS_KAFKA_SSL_CERT_FILE", "",
+        "PEM client certificate for mutual TLS (with RECSYS_KAFKA_SSL_KEY_FILE).")
+    kafka_ssl_key_file: str = _setting(
+        "RECSYS_KAFKA_SSL_KEY_FILE", "", "PEM private key of the client certificate.")
+    kafka_ssl_key_password_file: str = _setting(
+        "RECSYS_KAFKA_SSL_KEY_PASSWORD_FILE", "",
+        "File holding the private key's password (else RECSYS_KAFKA_SSL_KEY_PASSWORD; "
+        "neither: the key is not encrypted).")
+    # What the stream worker's HTTP server exposes (with RECSYS_WEB_PORT).
+    web_host: str = _setting(
+        "RECSYS_WEB_HOST", "127.0.0.1",
+        "Address the worker's HTTP views listen on (0.0.0.0: every interface); other workers "
+        "forward a user's /recommendations/ request to it unless it is 0.0.0.0 or ::.")
+    web_table_views: bool = _setting(
+        "RECSYS_WEB_TABLE_VIEWS", False,
+        "Serve Faust's built-in /table/ (raw table rows) and /router/ (cluster layout) views.")
 
     # --- Events ------------------------------------------------------------
     max_event_bytes: int = _setting(
@@ -83,6 +121,26 @@ class Settings:
                                 check=_positive)
     max_quantity: int = _setting("RECSYS_MAX_QUANTITY", 10000, "Largest believable quantity.",
                                  check=_positive)
+    max_id_chars: int = _setting(
+        "RECSYS_MAX_ID_CHARS", 128,
+        "Longest event, user, session and item id, in characters. Room for a UUID (36), a "
+        "hex SHA-256 (64) or a prefixed id of either; it bounds the users row, which holds "
+        "up to 200 item ids (history and purchases) and the recent event ids: at 128 and "
+        "512 recent ids a row is under 100 KB of ASCII and 370 KB of 4-byte characters, "
+        "within Kafka's 1 MiB changelog messages, where ids as long as an event could not be.",
+        check=_positive)
+    max_category_chars: int = _setting(
+        "RECSYS_MAX_CATEGORY_CHARS", 128,
+        "Longest category, in characters: a category path such as "
+        "'home/kitchen/cookware/pans' is far shorter; a category is a lookup key like an "
+        "item id, so it gets the same bound.", check=_positive)
+    max_clock_skew_s: float = _setting(
+        "RECSYS_MAX_CLOCK_SKEW_S", 86_400.0,
+        "How far an event's ts may be ahead of the worker's clock, in seconds; later events "
+        "go to the dead-letter topic. One day covers drifting device clocks and local time "
+        "sent as if it were UTC (at most 14 h ahead); an event further ahead comes from a "
+        "broken clock and would stay the newest in every time-ordered state.",
+        check=_non_negative)
 
     # --- Signals -> confidence (c_ui = 1 + alpha * r_ui) ---------------------
     weight_view: float = _setting(
@@ -167,6 +225,10 @@ class Settings:
         "RECSYS_EXCLUDE_SESSION", False, "Leave every item seen in the session out.")
     session_max: int = _setting(
         "RECSYS_SESSION_MAX", 50, "Items (and shown items) kept per session.", check=_positive)
+    user_sessions: int = _setting(
+        "RECSYS_USER_SESSIONS", 2,
+        "Sessions kept in a user's row, the newest; an event of an older one starts it again.",
+        check=_positive)
     history_max: int = _setting(
         "RECSYS_HISTORY_MAX", 100, "Interactions kept per user for the fold-in.",
         check=_positive)
@@ -203,6 +265,25 @@ class Settings:
     model_poll_s: float = _setting(
         "RECSYS_MODEL_POLL_S", 1.0,
         "How often a worker checks model-updates for a new version.", check=_positive)
+    worker_id: str = _setting(
+        "RECSYS_WORKER_ID", "",
+        "Stable name of this worker in its consumer group (static membership: a restarted "
+        "worker takes its partitions back at once); empty: derived from the host name and "
+        "RECSYS_TABLE_DIR. Two live workers must never share one.")
+    session_timeout_s: float = _setting(
+        "RECSYS_SESSION_TIMEOUT_S", 30.0,
+        "How long the group waits for a silent worker before its partitions move to others.",
+        check=_positive)
+    dedup_window_s: float = _setting(
+        "RECSYS_DEDUP_WINDOW_S", 86_400.0,
+        "Event time over which a user's event ids are remembered to drop copies.",
+        check=_non_negative)
+    dedup_max_ids: int = _setting(
+        "RECSYS_DEDUP_MAX_IDS", 512, "Most event ids remembered per user.", check=_positive)
+    stall_s: float = _setting(
+        "RECSYS_STALL_S", 60.0,
+        "/health/ answers 503 when a partition has had unread events and no progress this long.",
+        check=_positive)
 
     def describe(self) -> list[tuple[str, str, Any, str]]:
         """(field, env name, current value, meaning) for every setting."""

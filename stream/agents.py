@@ -7,9 +7,9 @@ Per event, while Faust holds it as the current event (table writes need it):
    (same id, produced twice) is dropped; a record read again (at or before
    the user's newest applied offset, after a crash or a rebalance before its
    offset was committed) is scored again from the current rows, since its
-   list may never have been sent (:meth:`UserState.seen`);
-3. add it to the user's history and the session, and write the ``users`` and
-   ``sessions`` rows.
+   list may never have been sent (:meth:`shared.state.UserState.seen`);
+3. add it to the user's history and the session (:func:`shared.state.apply_event`)
+   and write the ``users`` row, which holds both.
 
 The events read so far form a micro-batch. It ends when no further event is
 waiting in the stream's queue, or at ``batch_max`` events; then:
@@ -40,27 +40,25 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import CrashingSupervisor
 
-from shared.events import Event, EventError, parse_event
+from shared import kafka_security
+from shared.events import Event, EventError, check_key, parse_event
 from shared.messages import (MessageError, dead_letter, parse_model_update,
                              recommendation_message)
-from shared.scoring import (History, Recommendation, Session, add_shown, add_to_history,
-                            add_to_session, score_events)
-from stream.app import (app, events_topic, limits, models, scoring, sessions, settings, users,
-                        weights)
+from shared.scoring import History, Recommendation, Session, add_shown, score_events
+from shared.state import StateRule, apply_event, decode_user, encode_user, with_session
+from stream.app import app, events_topic, limits, models, scoring, settings, users
 from stream.metrics import WorkerMetrics
 from stream.tables import RowCache
 
 log = logging.getLogger(__name__)
 metrics = WorkerMetrics(window=2000)
 
-#: Event ids remembered per user to drop redelivered events.
-RECENT_EVENT_IDS = 64
-BUY = "buy"
 #: Error code of an event that parsed but could not be processed.
 PROCESSING_ERROR = "processing_error"
 #: How often a pending micro-batch is checked for an agent waiting on an empty queue.
@@ -96,87 +94,23 @@ class LatestLists:
 latest = LatestLists(settings.latest_lists)
 
 
-@dataclass(frozen=True, slots=True)
-class UserState:
-    """A ``users`` row: the user's history, the ids of their latest events (newest last),
-    and where the newest applied event was read: its ``offset`` on ``events`` in the
-    ``partition`` that holds the user (-1: unknown)."""
-
-    history: History = History()
-    recent: tuple = ()
-    offset: int = -1
-    partition: int = -1
-
-    def seen(self, event_id: str, partition: int, offset: int) -> str | None:
-        """What reading ``event_id`` at ``offset`` in ``partition`` is for this user's row.
-
-        None: an event not applied yet. ``"read_again"``: a record at or before
-        the newest one applied, read again after a crash or a rebalance (it was
-        handled when first read; a copy that came before the user's newest
-        event is one too, and gets a list again). ``"copy"``: a later record
-        with the id of an applied event (produced twice).
-
-        >>> user = UserState(recent=("a", "b"), offset=9, partition=2)
-        >>> [user.seen("c", 2, 10), user.seen("b", 2, 9), user.seen("b", 2, 12), user.seen("z", 2, 3)]
-        [None, 'read_again', 'copy', 'read_again']
-        """
-        if partition == self.partition and 0 <= offset <= self.offset:
-            return "read_again"
-        return "copy" if event_id in self.recent else None
-
-
-def encode_user(user: UserState) -> bytes:
-    """The ``users`` row as stored: ``{"history": History.to_dict(), "recent": [event ids],
-    "offset": offset, "partition": partition}``."""
-    return orjson.dumps({"history": user.history.to_dict(), "recent": list(user.recent),
-                         "offset": user.offset, "partition": user.partition})
-
-
-def decode_user(value: bytes) -> UserState:
-    """The inverse of :func:`encode_user`; a row written before offsets were kept has -1."""
-    row = orjson.loads(value)
-    return UserState(History.from_dict(row.get("history")), tuple(row.get("recent", ())),
-                     row.get("offset", -1), row.get("partition", -1))
-
-
-def encode_session(session: Session) -> bytes:
-    """The ``sessions`` row as stored: ``Session.to_dict()``."""
-    return orjson.dumps(session.to_dict())
-
-
-def decode_session(value: bytes) -> Session:
-    """The inverse of :func:`encode_session`."""
-    return Session.from_dict(orjson.loads(value))
-
-
 user_rows = RowCache(users, decode_user, encode_user, settings.row_cache)
-session_rows = RowCache(sessions, decode_session, encode_session, settings.row_cache)
 
 
-def apply_event(event: Event, user: UserState | None, session: Session | None, *,
-                partition: int = -1, offset: int = -1) -> tuple[UserState, Session] | None:
-    """The state after one valid event, read at ``offset`` in ``partition``; pure.
+class _Rules:
+    """The event-to-state rule with the signal weights of the model being served."""
 
-    Returns
-    -------
-    (UserState, Session) or None
-        The user's and the session's rows after the event; None when the
-        event was already applied or handled (:meth:`UserState.seen`).
-    """
-    user = user or UserState()
-    if user.seen(event.event_id, partition, offset) is not None:
-        return None
-    signals = models.weights or weights
-    preference = signals.preference_one(event.type_code, event.dwell_ms)
-    history = user.history
-    if preference > 0:  # as in the training matrix: an event weighted 0 is no positive
-        history = add_to_history(
-            history, event.item_id, signals.confidence(preference), event.ts_ms,
-            history_max=scoring.history_max, decay_half_life_s=scoring.decay_half_life_s,
-            bought=event.type == BUY)
-    session = add_to_session(session or Session(), event.item_id, max_len=scoring.session_max)
-    return UserState(history, (user.recent + (event.event_id,))[-RECENT_EVENT_IDS:],
-                     offset, partition), session
+    def __init__(self, configured: StateRule):
+        self.configured = configured
+        self._weights, self._rule = None, configured
+
+    def current(self) -> StateRule:
+        if models.weights is not self._weights:
+            self._weights, self._rule = models.weights, self.configured.with_weights(models.weights)
+        return self._rule
+
+
+rules = _Rules(StateRule.from_settings(settings))
 
 
 def recommendation_for(event: Event, rec: Recommendation | None, model, version) -> bytes:
@@ -227,41 +161,67 @@ def _processing_error(message, exc: Exception) -> None:
 
 
 def _apply(faust_event) -> _Step:
-    """Steps 1-3 of the module docstring for the current event."""
+    """Steps 1-3 of the module docstring for the current event.
+
+    An error of the event's own (it cannot be parsed, its key is not its
+    user, the rule or its scoring fails on it) sends it to the dead-letter
+    topic. An error writing the rows is the worker's, not the event's: it
+    propagates, the agent stops the worker, and the event, never
+    acknowledged, is read again after the restart.
+    """
     message = faust_event.message
     try:
         event = parse_event(message.value, **vars(limits))
+        check_key(event, message.key)
     except EventError as error:
         _dead_letter(message, error)
         return _Step(faust_event, "dead_letter")
     try:
-        user_key, session_key = event.user_id.encode(), event.session_id.encode()
-        user, session = user_rows.get(user_key), session_rows.get(session_key)
-        state = apply_event(event, user, session, partition=message.partition,
-                            offset=message.offset)
-        if state is None:
-            if user.seen(event.event_id, message.partition, message.offset) == "copy":
-                return _Step(faust_event, "duplicate")
-            metrics.incidents["read_again"] += 1
-            return _Step(faust_event, "scored", event, user.history, session or Session())
-        user, session = state
-        step = _Step(faust_event, "scored", event, user.history, session)
-        if scoring.filter_shown and models.model is not None:
-            model = models.model
-            step.rec = score_events(model, [step.request], scoring)[0]
-            step.session = session = add_shown(session, step.rec.item_ids(model),
-                                               max_len=scoring.session_max)
-        user_rows.set(user_key, user)
-        session_rows.set(session_key, session)
-        return step
-    except Exception as exc:  # a bug must not stop the stream: the event goes to the DLQ
+        step, row = _next_rows(faust_event, event)
+    except Exception as exc:
         log.exception("processing event %s failed", event.event_id)
         _processing_error(message, exc)
         return _Step(faust_event, "dead_letter")
+    if row is not None:
+        user_rows.set(event.user_id.encode(), row)
+    return step
+
+
+def _next_rows(faust_event, event: Event):
+    """The event's step, and the row to write (None: nothing to write).
+
+    A record read again writes its user's row unchanged: the row may hold the
+    event only in this worker's store, its changelog message lost with the
+    worker that wrote it, and the changelog must hold what the store holds.
+    """
+    message = faust_event.message
+    user = user_rows.get(event.user_id.encode())
+    new = apply_event(event, user, rules.current(), partition=message.partition,
+                      offset=message.offset)
+    if new is None:
+        if user.seen(event.event_id, message.partition, message.offset) == "copy":
+            return _Step(faust_event, "duplicate"), None
+        metrics.incidents["read_again"] += 1
+        return _Step(faust_event, "scored", event, user.history,
+                     user.session(event.session_id)), user
+    session = new.session(event.session_id)
+    step = _Step(faust_event, "scored", event, new.history, session)
+    if scoring.filter_shown and models.model is not None:
+        model = models.model
+        step.rec = score_events(model, [step.request], scoring)[0]
+        step.session = add_shown(session, step.rec.item_ids(model), max_len=scoring.session_max)
+        new = replace(new, sessions=with_session(new.sessions, event.session_id, step.session,
+                                                 rules.current()))
+    return step, new
 
 
 def _finish(batch: list[_Step]) -> None:
-    """Steps 4-5 of the module docstring: score the batch and send its lists."""
+    """Steps 4-5 of the module docstring: score the batch and send its lists.
+
+    A list that cannot be scored or written as a message sends its event to
+    the dead-letter topic; a failure to hand a message to the producer
+    propagates (the worker stops, nothing is acknowledged).
+    """
     model, version = models.model, models.version
     to_score = [s for s in batch if s.outcome == "scored" and s.rec is None]
     if model is not None and to_score:
@@ -279,7 +239,13 @@ def _finish(batch: list[_Step]) -> None:
             step.outcome = "dead_letter"
             continue
         event = step.event
-        value = recommendation_for(event, step.rec, model, version)
+        try:
+            value = recommendation_for(event, step.rec, model, version)
+        except Exception as exc:
+            log.exception("writing the list of event %s failed", event.event_id)
+            _processing_error(step.faust_event.message, exc)
+            step.outcome = "dead_letter"
+            continue
         _produce(topic, event.user_id.encode(), value)
         latest.put(event.user_id, value)
         step.outcome = "recommended" if step.rec is not None else "no_model"
@@ -349,9 +315,15 @@ class _MicroBatch:
         metrics.batches += 1
 
 
-@app.agent(events_topic)
+@app.agent(events_topic, supervisor_strategy=CrashingSupervisor)
 async def process_events(stream):
-    """Turn each event on ``events`` into a recommendation (see the module docstring)."""
+    """Turn each event on ``events`` into a recommendation (see the module docstring).
+
+    An exception that escapes (the rows or a message could not be written)
+    stops the worker with a non-zero exit status instead of restarting the
+    agent: a restarted agent would go on past the events in hand, and their
+    offsets would be committed without their lists.
+    """
     events = stream.noack()
     batch = _MicroBatch(events)
     try:
@@ -369,8 +341,10 @@ async def process_events(stream):
 async def watch_models() -> None:
     """Follow ``model-updates`` and swap in each new version (the worker loads the newest first)."""
     loop = asyncio.get_running_loop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+        # TLS and SASL as the app's own consumer (shared.kafka_security).
+        **kafka_security.from_faust_credentials(app.conf.broker_credentials).aiokafka())
     await consumer.start()
     try:
         partition = TopicPartition(settings.model_updates_topic, 0)

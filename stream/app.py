@@ -3,25 +3,28 @@
 Topics, tables and agents are declared at module level as Faust expects;
 everything configurable comes from :func:`shared.config.load_settings`.
 
-State lives in two RocksDB tables (rocksdict driver) with Kafka changelogs,
-both written in the partition of the event being processed. Events are keyed
-by user id, so a user's events, their ``users`` row and their sessions'
-``sessions`` rows all live in one partition and move together on a rebalance.
-Rows are JSON bytes (:func:`stream.agents.encode_user`, ``encode_session``), cached
-decoded in front of the tables (:class:`stream.tables.RowCache`); the tables send their
-changelog messages through the librdkafka producer (:mod:`stream.tables`,
+State lives in one RocksDB table (rocksdict driver) with a Kafka changelog,
+written in the partition of the event being processed. Events are keyed by
+user id, so a user's events and their ``users`` row (history and latest
+sessions, :class:`shared.state.UserState`) live in one partition and move
+together on a rebalance, and each event changes the row in one write. Rows
+are JSON bytes (:func:`shared.state.encode_user`), cached decoded in front of
+the table (:class:`stream.tables.RowCache`); the table sends its changelog
+messages through the librdkafka producer (:mod:`stream.tables`,
 :mod:`stream.kafka_producer`).
 """
 from __future__ import annotations
 
 import faust
 
+from shared import kafka_security
 from shared.config import load_settings
 from shared.events import EventLimits
 from shared.scoring import ScoringParams
 from shared.signals import SignalWeights
 from stream import faust_fixes, kafka_producer
 from stream.model_cache import ModelCache
+from stream.membership import group_instance_id
 from stream.tables import changelog_table
 
 faust_fixes.install()
@@ -36,9 +39,20 @@ app = faust.App(
     settings.app_id,
     # aiokafka consumes; librdkafka produces (stream/kafka_producer.py).
     broker=f"{kafka_producer.SCHEME}://{settings.kafka_bootstrap}",
+    # TLS/SASL of the consumer, of the topics it creates and of the librdkafka producer.
+    broker_credentials=kafka_security.from_settings(settings).faust_credentials(),
     store="rocksdb://",
     datadir=settings.table_dir,
     web_port=settings.web_port,
+    # The views listen on RECSYS_WEB_HOST only (127.0.0.1 unless set). Other workers forward
+    # a user's /recommendations/ request to this one at web_host (Faust's canonical URL),
+    # which is the machine's host name when the views listen on every interface.
+    web_bind=settings.web_host,
+    web_host=None if settings.web_host in ("0.0.0.0", "::") else settings.web_host,
+    # Faust's /table/ (raw rows) and /router/ (cluster layout) views: off unless enabled.
+    # @app.table_route forwards requests without them (faust.app.router.Router.route_req).
+    web_tables_enabled=settings.web_table_views,
+    web_router_enabled=settings.web_table_views,
     key_serializer="raw",
     value_serializer="raw",
     topic_partitions=settings.events_partitions,
@@ -53,13 +67,18 @@ app = faust.App(
     producer_linger_ms=settings.producer_linger_ms,
     producer_acks=-1,
     consumer_auto_offset_reset="earliest",
+    # Static membership: a worker restarted under the same id takes its partitions back
+    # without a rebalance and without waiting for the group to expire its old session.
+    # The price: a worker that stops for good keeps its partitions, unserved, for
+    # RECSYS_SESSION_TIMEOUT_S before the others take them over.
+    consumer_group_instance_id=group_instance_id(settings),
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
 )
 
 events_topic = app.topic(settings.events_topic, partitions=settings.events_partitions)
 
 _TABLE_OPTIONS = dict(partitions=settings.events_partitions, options={"driver": "rocksdict"},
                       key_type=bytes, value_type=bytes)
-#: user id -> stream.agents.UserState as JSON bytes (stream.agents.encode_user)
+#: user id -> shared.state.UserState as JSON bytes (shared.state.encode_user)
 users = changelog_table(app, "users", **_TABLE_OPTIONS)
-#: session id -> shared.scoring.Session.to_dict() as JSON bytes
-sessions = changelog_table(app, "sessions", **_TABLE_OPTIONS)

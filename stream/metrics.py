@@ -18,12 +18,15 @@ class WorkerMetrics:
 
     def __init__(self, window: int = 10000):
         self.started = time.time()
+        self._born = time.monotonic()
         self.counts: Counter = Counter()
         #: What happened beside the outcomes: lists not delivered, records read again.
         self.incidents: Counter = Counter()
         self.dlq_codes: Counter = Counter()
         self.latencies_ms: deque = deque(maxlen=window)
         self.read_offsets: dict[tuple[str, int], int] = {}
+        #: When each partition last had an event handled (time.monotonic()).
+        self.progressed_at: dict[tuple[str, int], float] = {}
         self.batches = 0
 
     def observe(self, outcome: str, topic: str, partition: int, offset: int,
@@ -31,6 +34,7 @@ class WorkerMetrics:
         """Count one handled event and its latency from produce time to now."""
         self.counts[outcome] += 1
         self.read_offsets[(topic, partition)] = offset
+        self.progressed_at[(topic, partition)] = time.monotonic()
         if produced_ms is not None and produced_ms > 0:
             self.latencies_ms.append(time.time() * 1000.0 - produced_ms)
 
@@ -49,6 +53,20 @@ class WorkerMetrics:
             if end is not None:
                 lags[f"{topic}/{partition}"] = max(0, end - offset - 1)
         return lags
+
+    def stalled(self, lags: dict[tuple[str, int], int], stall_s: float,
+                now: float | None = None) -> list[str]:
+        """Partitions (``topic/partition``) with unread events in ``lags`` and no event handled
+        for ``stall_s`` seconds (counted from this object's creation when none was).
+
+        >>> m = WorkerMetrics(); m.observe("recommended", "e", 0, 5, None)
+        >>> m.stalled({("e", 0): 3, ("e", 1): 0}, 60.0), m.stalled({("e", 0): 3}, 1.0, now=1e12)
+        ([], ['e/0'])
+        """
+        now = time.monotonic() if now is None else now
+        return [f"{topic}/{partition}" for (topic, partition), lag in sorted(lags.items())
+                if lag > 0 and now - self.progressed_at.get((topic, partition), self._born)
+                > stall_s]
 
     def snapshot(self, *, model_version: str | None, lag: dict[str, int]) -> dict:
         """Everything as plain values, for the metrics view."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from stream.agents import latest, metrics
-from stream.app import app, models, users
+from stream.app import app, models, settings, users
 
 
 def _highwater(topic: str, partition: int) -> int | None:
@@ -26,10 +26,38 @@ async def latest_recommendations(web, request, user_id: str):
 
 @app.page("/health/")
 async def health(web, request):
-    """``ok`` with the model version when a model is served, ``no_model`` (503) before."""
+    """200 ``ok`` while the worker serves; 503 with the reason otherwise.
+
+    ``no_model`` before a model is loaded; ``recovering`` while a rebalance or
+    the tables' recovery runs (nothing is processed then); ``stalled`` when a
+    partition has had unread events and no progress for ``RECSYS_STALL_S``
+    (``stalled_partitions`` names them). A worker whose agent fails exits, so
+    an orchestrator restarts it.
+    """
+    body = {"model_version": models.version}
+    if app.rebalancing or getattr(app, "in_recovery", False):
+        return web.json({"status": "recovering", **body}, status=503)
     if models.model is None:
-        return web.json({"status": "no_model", "model_version": None}, status=503)
-    return web.json({"status": "ok", "model_version": models.version})
+        return web.json({"status": "no_model", **body}, status=503)
+    stalled = metrics.stalled(_assigned_lag(), settings.stall_s)
+    if stalled:
+        return web.json({"status": "stalled", "stalled_partitions": stalled, **body}, status=503)
+    return web.json({"status": "ok", **body})
+
+
+def _assigned_lag() -> dict[tuple[str, int], int]:
+    """Unread events per assigned partition of the events topic."""
+    lags = {}
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic != settings.events_topic:
+            continue
+        end = _highwater(tp.topic, tp.partition)
+        read = metrics.read_offsets.get((tp.topic, tp.partition))
+        start = read + 1 if read is not None else consumer._committed_offset.get(tp)
+        if end is not None and start is not None:
+            lags[(tp.topic, tp.partition)] = max(0, end - start)
+    return lags
 
 
 @app.page("/metrics/")

@@ -46,14 +46,14 @@ def run(args, settings) -> int:
 
     bootstrap = ensure_broker(settings)
     import stream.views  # noqa: F401  (registers the agent, the model watcher and the views)
-    from stream.app import app, models, sessions, users
+    from stream.app import app, models, users
 
     # The tables' changelogs are created here, before Faust starts, with the
     # partitions of the events topic: a changelog Faust creates itself can be
     # seen with 0 partitions by its consumer's metadata snapshot, and every
     # table write then fails with PartitionsMismatch until the next rebalance.
     changelogs = [TopicSpec(table.changelog_topic_name, settings.events_partitions,
-                            {"cleanup.policy": "compact"}) for table in (users, sessions)]
+                            {"cleanup.policy": "compact"}) for table in (users,)]
     ensure_topics(bootstrap, project_topics(settings) + changelogs,
                   replication_factor=settings.replication_factor)
     if not models.load_latest():

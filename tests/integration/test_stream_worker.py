@@ -43,7 +43,8 @@ def truth_and_model(tmp_path_factory):
 def shop(kafka_bootstrap, truth_and_model, tmp_path_factory, free_port):
     tmp = tmp_path_factory.mktemp("worker")
     shop = WorkerProcess(kafka_bootstrap, tmp, free_port(),
-                         {"RECSYS_FILTER_BOUGHT": "true", "RECSYS_MODEL_POLL_S": "0.2"})
+                         {"RECSYS_FILTER_BOUGHT": "true", "RECSYS_MODEL_POLL_S": "0.2",
+                          "RECSYS_SESSION_TIMEOUT_S": "6"})
     _, model, path = truth_and_model
     shop.store.mkdir(parents=True, exist_ok=True)
     os.symlink(path, shop.store / model.version)

@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from shared.messages import parse_recommendation
 from shared.topics import TopicSpec, ensure_topics
@@ -83,10 +83,21 @@ class WorkerProcess:
         """Move the stopped worker's committed offset on ``events`` back to ``offset``, as if it
         had crashed before committing what it read from there on."""
         assert self.process is None or self.process.poll() is not None, "stop the worker first"
+        # A stopped worker stays in its group (static membership) until its session times
+        # out; the group takes commits from outside only once it is empty.
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.run})
+        deadline = time.monotonic() + 90
         try:
-            consumer.commit(offsets=[TopicPartition(self.topics["events"], partition, offset)],
-                            asynchronous=False)
+            while True:
+                try:
+                    consumer.commit(offsets=[TopicPartition(self.topics["events"], partition,
+                                                            offset)], asynchronous=False)
+                    return
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.UNKNOWN_MEMBER_ID \
+                            or time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
         finally:
             consumer.close()
 
