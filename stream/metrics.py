@@ -27,6 +27,8 @@ class WorkerMetrics:
         self.read_offsets: dict[tuple[str, int], int] = {}
         #: When each partition last had an event handled (time.monotonic()).
         self.progressed_at: dict[tuple[str, int], float] = {}
+        #: Per partition: the committed offset last sampled, and since when it holds.
+        self.commits: dict[tuple[str, int], tuple[int, float]] = {}
         self.batches = 0
 
     def observe(self, outcome: str, topic: str, partition: int, offset: int,
@@ -67,6 +69,29 @@ class WorkerMetrics:
         return [f"{topic}/{partition}" for (topic, partition), lag in sorted(lags.items())
                 if lag > 0 and now - self.progressed_at.get((topic, partition), self._born)
                 > stall_s]
+
+    def sample_commit(self, topic: str, partition: int, committed: int | None,
+                      now: float | None = None) -> None:
+        """Record the partition's committed offset (for :meth:`commit_stalled`)."""
+        now = time.monotonic() if now is None else now
+        key = (topic, partition)
+        if committed is not None and self.commits.get(key, (None,))[0] != committed:
+            self.commits[key] = (committed, now)
+
+    def commit_stalled(self, stall_s: float, now: float | None = None) -> list[str]:
+        """Partitions with events handled past their committed offset, and that offset
+        unchanged for ``stall_s`` seconds: their commit is held by an event not done.
+
+        >>> m = WorkerMetrics(); m.sample_commit("e", 0, 3, now=0.0)
+        >>> m.observe("recommended", "e", 0, 9, None)
+        >>> m.commit_stalled(60.0, now=30.0), m.commit_stalled(60.0, now=61.0)
+        ([], ['e/0'])
+        """
+        now = time.monotonic() if now is None else now
+        return [f"{topic}/{partition}" for (topic, partition), (offset, since)
+                in sorted(self.commits.items())
+                if self.read_offsets.get((topic, partition), -1) >= offset
+                and now - since > stall_s]
 
     def snapshot(self, *, model_version: str | None, lag: dict[str, int]) -> dict:
         """Everything as plain values, for the metrics view."""

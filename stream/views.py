@@ -30,7 +30,8 @@ async def health(web, request):
 
     ``no_model`` before a model is loaded; ``recovering`` while a rebalance or
     the tables' recovery runs (nothing is processed then); ``stalled`` when a
-    partition has had unread events and no progress for ``RECSYS_STALL_S``
+    partition has had unread events and no progress for ``RECSYS_STALL_S``, or
+    events handled past a committed offset that has not moved for that long
     (``stalled_partitions`` names them). A worker whose agent fails exits, so
     an orchestrator restarts it.
     """
@@ -40,9 +41,19 @@ async def health(web, request):
     if models.model is None:
         return web.json({"status": "no_model", **body}, status=503)
     stalled = metrics.stalled(_assigned_lag(), settings.stall_s)
+    stalled += [p for p in metrics.commit_stalled(settings.stall_s) if p not in stalled]
     if stalled:
         return web.json({"status": "stalled", "stalled_partitions": stalled, **body}, status=503)
     return web.json({"status": "ok", **body})
+
+
+@app.timer(interval=5.0)
+async def sample_commits() -> None:
+    """Sample the committed offsets of the assigned events partitions (for /health/)."""
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic == settings.events_topic:
+            metrics.sample_commit(tp.topic, tp.partition, consumer._committed_offset.get(tp))
 
 
 def _assigned_lag() -> dict[tuple[str, int], int]:
