@@ -257,6 +257,12 @@ class Verdict:
     def state_equal(self) -> bool:
         return not (self.rows_missing or self.rows_differing or self.rows_extra)
 
+    @property
+    def exact(self) -> bool:
+        """Rows equal, every valid event listed, every bad one with its code, no copy listed."""
+        return self.state_equal and not (self.lost or self.wrong_dead_letters
+                                         or self.listed_copies)
+
     def summary(self) -> dict:
         return {"events": self.events, "lost": len(self.lost),
                 "duplicate_lists": self.duplicate_lists, "state_equal": self.state_equal}

@@ -90,10 +90,16 @@ def _finish(cluster: Cluster, watcher: ListWatcher, messages, event_ids: set, na
     return cluster.stop(name)
 
 
-def kill9(setup: Setup, *, n_events: int = 30_000, kills: int = 3, seed: int = 5) -> Result:
+def kill9(setup: Setup, *, n_events: int = 30_000, kills: int = 3, seed: int = 5,
+          replaced: bool = False) -> Result:
     """(a) ``kill -9`` of the worker at ``kills`` random points of a replay, each followed by
-    a restart; ``recovery_s_max`` is the longest time from a restart to its first new list."""
-    cluster = setup.cluster("kill9")
+    a restart; ``recovery_s_max`` is the longest time from a restart to its first new list.
+
+    ``replaced``: each restart comes under a new worker id, as a replacement
+    machine would, so the group waits for the killed member's session to
+    expire and then rebalances (the path static membership avoids).
+    """
+    cluster = setup.cluster("kill9-replaced" if replaced else "kill9")
     messages = replay(n_events, seed)
     cluster.send(messages)
     event_ids = {m.value.split(b'"')[3].decode() for m in messages}
@@ -108,6 +114,8 @@ def kill9(setup: Setup, *, n_events: int = 30_000, kills: int = 3, seed: int = 5
                              alive=lambda: cluster.alive(), what=f"{point} lists")
             cluster.kill()
             restarted = time.time()
+            if replaced:
+                cluster.env["RECSYS_WORKER_ID"] = f"w1-{len(recoveries) + 1}"
             cluster.start()
             watcher.wait_for(lambda w: w.first_after(restarted) is not None, 60,
                              alive=lambda: cluster.alive(), what="a list after the restart")
@@ -117,7 +125,8 @@ def kill9(setup: Setup, *, n_events: int = 30_000, kills: int = 3, seed: int = 5
     finally:
         watcher.close()
         cluster.close()
-    return Result("kill9", verdict, {"kills": kills, "partitions": 8,
+    return Result("kill9_replaced" if replaced else "kill9", verdict, {
+                                     "kills": kills, "partitions": 8,
                                      "users": len({m.key for m in messages}),
                                      "recovery_s_max": round(max(recoveries), 2),
                                      "recovery_s": [round(r, 2) for r in recoveries],
@@ -147,7 +156,9 @@ def poison(setup: Setup, *, n_valid: int = 20_000, n_bad: int = 10_000, n_copies
         else:
             messages.append(next(next_valid))
     copies = set()
-    for planned in spaced_copies(pool, n_copies, seed=seed):
+    rule = StateRule()
+    for planned in spaced_copies(pool, n_copies, seed=seed, recent=rule.dedup_max_ids,
+                                 window_s=rule.dedup_window_s):
         copies.add(len(messages))
         messages.append(Message(planned.key, planned.value))
     cluster.send(messages)
@@ -183,6 +194,13 @@ def _wait_for_outcomes(cluster: Cluster, n: int, name: str = "w1", timeout_s: fl
         time.sleep(0.2)
 
 
+def _wait_for_dead_letters(cluster: Cluster, n: int, timeout_s: float = 60.0) -> None:
+    """Wait until the cluster's dead-letter topic holds ``n`` messages."""
+    deadline = time.monotonic() + timeout_s
+    while len(cluster.read_all(cluster.topics["dlq"])) < n and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def agent_error(setup: Setup, *, n_events: int = 5_000, seed: int = 13) -> Result:
     """(f) Exceptions inside the agent: the message of some events' lists cannot be built
     (each such event goes to the dead-letter topic, the rest go on), and one row write
@@ -211,7 +229,7 @@ def agent_error(setup: Setup, *, n_events: int = 5_000, seed: int = 13) -> Resul
         watcher.wait_for(lambda w: listed <= w.counts.keys(), REPLAY_TIMEOUT_S,
                          alive=lambda: cluster.alive(), what="the lists")
         recovery_s = watcher.first_after(restarted)
-        _wait_for_outcomes(cluster, n_events)
+        _wait_for_dead_letters(cluster, len(failing))
         status = cluster.stop()
         verdict = verify(cluster, messages, watcher, setup.rule(cluster), expected_codes=codes)
     finally:

@@ -5,8 +5,7 @@ import scenarios_group
 
 def _exact(result):
     verdict = result.verdict
-    assert verdict.state_equal and not verdict.lost and not verdict.wrong_dead_letters \
-        and not verdict.listed_copies and not verdict.dead_letters, verdict.problems()
+    assert verdict.exact and not verdict.dead_letters, verdict.problems()
 
 
 def test_a_worker_joining_and_leaving_loses_nothing_and_leaves_the_state_of_an_uninterrupted_run(

@@ -6,8 +6,7 @@ import scenarios_models
 
 def _exact(result):
     verdict = result.verdict
-    assert verdict.state_equal and not verdict.lost and not verdict.wrong_dead_letters \
-        and not verdict.listed_copies, verdict.problems()
+    assert verdict.exact, verdict.problems()
 
 
 def test_bad_versions_are_refused_the_good_one_serves_on_and_a_newer_one_still_swaps_in(setup):
