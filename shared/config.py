@@ -123,11 +123,11 @@ class Settings:
                                  check=_positive)
     max_id_chars: int = _setting(
         "RECSYS_MAX_ID_CHARS", 128,
-        "Longest event, user, session and item id, in characters. Room for a UUID (36), a "
-        "hex SHA-256 (64) or a prefixed id of either; it bounds the users row, which holds "
-        "up to 200 item ids (history and purchases) and the recent event ids: at 128 and "
-        "512 recent ids a row is under 100 KB of ASCII and 370 KB of 4-byte characters, "
-        "within Kafka's 1 MiB changelog messages, where ids as long as an event could not be.",
+        "Longest event, user, session and item id, in characters (a UUID has 36, a hex "
+        "SHA-256 64). It bounds the users row: with the other defaults a row holds at most "
+        "about 920 ids (history, purchases, recent event ids, two sessions' items and "
+        "items shown), about 130 KB of ASCII and under 520 KB of 4-byte characters at 128, "
+        "within Kafka's 1 MiB changelog messages.",
         check=_positive)
     max_category_chars: int = _setting(
         "RECSYS_MAX_CATEGORY_CHARS", 128,

@@ -73,7 +73,16 @@ def _assigned_lag() -> dict[tuple[str, int], int]:
 
 @app.page("/metrics/")
 async def worker_metrics(web, request):
-    """Events processed by outcome, dead letters by code, latency percentiles, lag, model."""
+    """Events processed by outcome, dead letters by code, latency percentiles, lag, model.
+
+    ``uncommitted`` counts, per partition, the events handled past its
+    committed offset: they are read again if the worker dies now.
+    """
     snapshot = metrics.snapshot(model_version=models.version, lag=metrics.lag(_highwater))
+    committed = app.consumer._committed_offset
+    snapshot["uncommitted"] = {
+        f"{topic}/{partition}": read + 1 - committed.get((topic, partition), 0)
+        for (topic, partition), read in sorted(metrics.read_offsets.items())
+        if committed.get((topic, partition)) is not None}
     snapshot["models_refused"] = models.refused
     return web.json(snapshot)

@@ -102,3 +102,26 @@ def test_the_row_keeps_the_newest_sessions_and_an_older_one_starts_again():
 
 def test_empty_user_state_is_the_default_row():
     assert decode_user(encode_user(UserState())) == UserState()
+
+
+def test_a_row_at_every_default_bound_fits_a_changelog_message():
+    """Ids at RECSYS_MAX_ID_CHARS of 4-byte characters in every place a row holds ids."""
+    from shared.config import Settings
+    from shared.scoring import History, Session
+
+    settings, rule = Settings(), StateRule()
+    char = "\U0001F600"
+
+    def ids(prefix: str, n: int) -> tuple:
+        return tuple((f"{prefix}{k}" + char * settings.max_id_chars)[:settings.max_id_chars]
+                     for k in range(n))
+
+    history = History(items=ids("i", rule.history_max), confidence=(2.5,) * rule.history_max,
+                      last_ts_ms=(T0,) * rule.history_max, updated_ts_ms=T0,
+                      bought=ids("b", rule.history_max))
+    sessions = tuple((sid, Session(items=ids(f"{k}x", rule.session_max),
+                                   shown=ids(f"{k}y", rule.session_max)))
+                     for k, sid in enumerate(ids("s", rule.user_sessions)))
+    user = UserState(history, sessions, ids("e", rule.dedup_max_ids),
+                     (T0,) * rule.dedup_max_ids, 10**12, 63)
+    assert len(encode_user(user)) < 1_000_000  # librdkafka's and the broker's default limit
