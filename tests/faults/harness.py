@@ -150,13 +150,7 @@ class Cluster:
 
         topic = self.topics["events"]
         for message in messages:
-            while True:
-                try:
-                    producer.produce(topic, key=message.key, value=message.value,
-                                     on_delivery=lambda e, r, m=message: delivered(m, e, r))
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce(producer, topic, message, delivered)
         assert producer.flush(60) == 0 and not failed, failed
 
     def changelog(self, table: str) -> str:
@@ -189,6 +183,18 @@ class Cluster:
             return out
         finally:
             consumer.close()
+
+
+def produce(producer: Producer, topic: str, message: Message, delivered) -> None:
+    """Hand ``message`` to ``producer`` (waiting while its queue is full);
+    ``delivered(message, err, record)`` is called on its delivery report."""
+    while True:
+        try:
+            producer.produce(topic, key=message.key, value=message.value,
+                             on_delivery=lambda e, r, m=message: delivered(m, e, r))
+            return
+        except BufferError:
+            producer.poll(0.05)
 
 
 class ListWatcher:

@@ -46,7 +46,7 @@ from confluent_kafka.admin import AdminClient
 from shared.broker import broker_ready, ephemeral_broker
 from shared.config import load_settings
 
-from harness import Cluster, ListWatcher, Message, verify
+from harness import Cluster, ListWatcher, Message, produce, verify
 from scenarios import REPLAY_TIMEOUT_S, WORKER_ENV, Result, Setup, replay
 
 #: Seconds w1 waits for a stopped w2 before the group gives w2's partitions back to it.
@@ -123,13 +123,7 @@ class PacedSender(threading.Thread):
             started = time.monotonic()
             for index in range(first, last, self.batch):
                 for message in self.messages[index:min(index + self.batch, last)]:
-                    while True:
-                        try:
-                            producer.produce(topic, key=message.key, value=message.value,
-                                             on_delivery=lambda e, r, m=message: delivered(m, e, r))
-                            break
-                        except BufferError:
-                            producer.poll(0.05)
+                    produce(producer, topic, message, delivered)
                 self.sent = min(index + self.batch, last)
                 due = started + (self.sent - first) / self.rate
                 while (left := due - time.monotonic()) > 0:

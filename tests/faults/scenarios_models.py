@@ -121,6 +121,26 @@ def _no_absolute_path(reason: str, *roots: Path) -> bool:
 
 # --- (e) bad versions announced -----------------------------------------------------------------
 
+def _swap_then_verify(setup: Setup, cluster: Cluster, watcher: ListWatcher, version: str,
+                      messages: list[Message], later: list[Message], before: Counter,
+                      details: dict, *, refused_key: str, alive):
+    """Wait until ``version`` is served, replay ``later``, stop the worker and verify.
+
+    Returns (whether it was served, the verdict over ``messages + later``, the
+    lists per model version since ``before``); ``details`` gets the refusals
+    (under ``refused_key``) and the worker's exit status.
+    """
+    swapped = _wait(lambda: _health(cluster) == version, WORKER_TIMEOUT_S,
+                    f"version {version} to be served", alive=alive, watcher=watcher)
+    cluster.send(later)
+    watcher.wait_for(lambda w: _event_ids(later) <= w.counts.keys(), REPLAY_TIMEOUT_S,
+                     alive=alive, what="the lists after the swap")
+    details[refused_key] = _refused(cluster)
+    details["exit_status"] = cluster.stop()
+    verdict = verify(cluster, messages + later, watcher, setup.rule(cluster))
+    return swapped, verdict, Counter(watcher.versions) - before
+
+
 def models(setup: Setup, *, n_events: int = 6000, n_after: int = 600, seed: int = 7
            ) -> ModelResult:
     """(e) Three bad versions announced during a replay are refused; the good one serves on.
@@ -200,15 +220,9 @@ def models(setup: Setup, *, n_events: int = 6000, n_after: int = 600, seed: int 
                        base + timedelta(seconds=4))
         newer = save_model(_variant(setup.model, newer_at), cluster.store)
         _announce(cluster, newer.name, newer, newer_at)
-        swapped = _wait(lambda: _health(cluster) == newer.name, WORKER_TIMEOUT_S,
-                        "the newer version to be served", alive=alive, watcher=watcher)
-        cluster.send(later)
-        watcher.wait_for(lambda w: _event_ids(later) <= w.counts.keys(), REPLAY_TIMEOUT_S,
-                         alive=alive, what="the lists after the swap")
-        details["refused_at_end"] = _refused(cluster)
-        details["exit_status"] = cluster.stop()
-        verdict = verify(cluster, messages + later, watcher, setup.rule(cluster))
-        after = Counter(watcher.versions) - before
+        swapped, verdict, after = _swap_then_verify(
+            setup, cluster, watcher, newer.name, messages, later, before, details,
+            refused_key="refused_at_end", alive=alive)
     finally:
         watcher.close()
         cluster.close()
@@ -322,15 +336,9 @@ def retrain_kill(setup: Setup, *, n_events: int = 3000, n_after: int = 500,
         meta = json.loads((cluster.store / newer / META_FILE).read_text())
         details["same_weights"] = (SignalWeights.from_meta(meta)
                                    == SignalWeights.from_meta(setup.model.meta))
-        swapped = _wait(lambda: _health(cluster) == newer, WORKER_TIMEOUT_S,
-                        "the retrained version to be served", alive=alive, watcher=watcher)
-        cluster.send(later)
-        watcher.wait_for(lambda w: _event_ids(later) <= w.counts.keys(), REPLAY_TIMEOUT_S,
-                         alive=alive, what="the lists after the swap")
-        details["refused"] = _refused(cluster)
-        details["exit_status"] = cluster.stop()
-        verdict = verify(cluster, messages + later, watcher, setup.rule(cluster))
-        after = Counter(watcher.versions) - before
+        swapped, verdict, after = _swap_then_verify(
+            setup, cluster, watcher, newer, messages, later, before, details,
+            refused_key="refused", alive=alive)
     finally:
         if slow is not None and slow.poll() is None:
             slow.kill()
