@@ -16,7 +16,7 @@ Example
 -------
 ::
 
-    recsys produce ../shared/data/yoochoose-100k/test.txt --rate 2000
+    recsys produce data/yoochoose-100k/test.txt --rate 2000
     recsys produce --synthetic 1000000 --seed 3
 """
 from __future__ import annotations

@@ -54,9 +54,9 @@ from shared.events import (BAD_PRICE, BAD_QUANTITY, BAD_TIMESTAMP, EMPTY_FIELD, 
                            EVENT_TYPES, MAX_TS_MS, NOT_UTF8, OVERSIZED, UNKNOWN_TYPE, Event,
                            EventError, EventLimits, parse_event)
 
-#: The shared reference data (``<repo>/../shared/data``), or ``$RECSYS_DATA_DIR``.
+#: The reference data the repository carries (``<repo>/data``), or ``$RECSYS_DATA_DIR``.
 REFERENCE_DATA_DIR = Path(os.environ.get(
-    "RECSYS_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    "RECSYS_DATA_DIR", Path(__file__).resolve().parents[1] / "data"))
 
 #: Reason code of a row without the format's number of fields.
 BAD_COLUMNS = "bad_columns"

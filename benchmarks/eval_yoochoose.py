@@ -62,7 +62,7 @@ def recorded_params(report_dir: Path) -> dict:
 
 
 def shown(path) -> str:
-    """``path`` relative to the repository (``../shared/...`` for the reference data)."""
+    """``path`` relative to the repository."""
     return os.path.relpath(Path(path).resolve(), ROOT)
 
 
