@@ -1,0 +1,126 @@
+"""What scoring computes once per model object, and the per-thread work arrays.
+
+:class:`_Prepared` holds the popular lists, the padded neighbour tables, YᵀY
+and the fold-in's Woodbury tables of one model; :func:`prepare` /
+:func:`_prepare` build it at most once per model (under a lock) and keep it in
+a weak dictionary, so it is dropped with the model. :class:`_Scratch` is the
+same idea per thread: block flags and merge slots reused from list to list.
+Both are caches keyed by the model object, which is why they live together.
+"""
+from __future__ import annotations
+
+
+import threading
+import weakref
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from shared.model import Model
+
+
+class _Prepared:
+    """What scoring needs from a model, computed once per model object."""
+
+    def __init__(self, model: Model):
+        n_items = model.n_items
+        self.n_items = n_items
+        pop = np.asarray(model.popularity, dtype=np.float64)
+        # Most popular first; ties to the lower index.
+        self.popular = np.lexsort((np.arange(n_items), -pop)).astype(np.int64)
+        cat = np.asarray(model.item_category, dtype=np.int64)
+        by_cat = self.popular[cat[self.popular] >= 0]
+        cats = cat[by_cat]
+        order = np.argsort(cats, kind="stable")
+        by_cat, cats = by_cat[order], cats[order]
+        bounds = np.flatnonzero(np.diff(cats)) + 1
+        self.popular_in_category = {int(c[0]): part for c, part in
+                                    zip(np.split(cats, bounds), np.split(by_cat, bounds)) if len(c)}
+        self.item_category = cat
+        self.category_index = {name: code for code, name in enumerate(np.asarray(model.categories).tolist())}
+        self.item_factors = model.item_factors
+        self.gram = model.gram
+        self.gram32 = self.gram.astype(np.float32)
+        self.regularization = model.regularization if "params" in model.meta else 0.0
+        # The neighbour lists with their padding (and any index out of range)
+        # pointing at the dummy item ``n_items``, which is always blocked; the
+        # dummy item has a row of padding too, for the anchors a session lacks.
+        self.lists = []
+        for items, scores in ((model.similar_items, model.similar_scores),
+                              (model.cooc_items, model.cooc_scores),
+                              (model.next_items, model.next_scores)):
+            items = np.asarray(items, dtype=np.int64)
+            items = np.where((items >= 0) & (items < n_items), items, n_items)
+            scores = np.where(items < n_items, np.maximum(scores, 0), 0).astype(np.float64)
+            self.lists.append((np.vstack([items, np.full((1, items.shape[1]), n_items)]),
+                               np.vstack([scores, np.zeros((1, scores.shape[1]))])))
+        self.woodbury = _woodbury_tables(self.item_factors, self.gram, self.regularization)
+        self.layouts: dict = {}  # (sources, anchor columns) -> _layout()
+        # The longest history folded in through ``woodbury``: beyond, the k × k solve is cheaper.
+        self.woodbury_max = 3 * self.item_factors.shape[1] // 4
+
+
+def _woodbury_tables(item_factors: np.ndarray, gram: np.ndarray,
+                     regularization: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(W, L⁻¹) for the batched fold-in, with YᵀY + λI = LLᵀ and W = YL⁻ᵀ plus a zero
+    row (padding) at ``n_items``; None when λ <= 0."""
+    if regularization <= 0:
+        return None
+    n_factors = gram.shape[0]
+    try:
+        chol = np.linalg.cholesky(gram + regularization * np.eye(n_factors))
+    except np.linalg.LinAlgError:
+        return None
+    w = solve_triangular(chol, item_factors.T.astype(np.float64), lower=True).T
+    return (np.vstack([w, np.zeros((1, n_factors))]),
+            solve_triangular(chol, np.eye(n_factors), lower=True))
+
+
+_prepared: "weakref.WeakKeyDictionary[Model, _Prepared]" = weakref.WeakKeyDictionary()
+_prepared_lock = threading.Lock()
+_local = threading.local()
+
+
+def prepare(model: Model) -> None:
+    """Compute what scoring needs from ``model`` now (YᵀY, popular lists, neighbour tables).
+
+    Otherwise the first list scored with the model pays for it; the worker
+    calls this while loading a version, off the event path.
+    """
+    _prepare(model)
+
+
+def _prepare(model: Model) -> _Prepared:
+    prep = _prepared.get(model)
+    if prep is None:
+        with _prepared_lock:
+            prep = _prepared.get(model)
+            if prep is None:
+                prep = _prepared[model] = _Prepared(model)
+    return prep
+
+
+class _Scratch:
+    """Per-thread work arrays of one model: block flags (reset after use) and merge slots
+    (their content does not matter)."""
+
+    def __init__(self, n_items: int):
+        self.flags = np.zeros(n_items + 1, dtype=bool)
+        self.flags[n_items] = True  # the padding of neighbour lists
+        self.slots = np.zeros(0, dtype=np.int64)
+
+    def merge_slots(self, size: int) -> np.ndarray:
+        """At least ``size`` slots."""
+        if len(self.slots) < size:
+            self.slots = np.empty(size, dtype=np.int64)
+        return self.slots
+
+
+def _scratch(model: Model, n_items: int) -> _Scratch:
+    per_thread = getattr(_local, "scratch", None)
+    if per_thread is None:
+        per_thread = _local.scratch = weakref.WeakKeyDictionary()
+    scratch = per_thread.get(model)
+    if scratch is None:
+        scratch = per_thread[model] = _Scratch(n_items)
+    return scratch
