@@ -281,6 +281,23 @@ def _new_offset(self, tp: TP) -> Optional[int]:
     return run[-1] + 1
 
 
+def require_tested_versions(what: str) -> None:
+    """Refuse to go on when faust-streaming or aiokafka is not the version ``what`` (a module
+    that replaces or extends their internals) was written against and tested with.
+
+    Raises
+    ------
+    RuntimeError
+        Naming both versions and what to do.
+    """
+    found = (faust.__version__, aiokafka.__version__)
+    if found != (FAUST_VERSION, AIOKAFKA_VERSION):
+        raise RuntimeError(
+            f"{what} relies on internals of faust-streaming {FAUST_VERSION} and aiokafka "
+            f"{AIOKAFKA_VERSION}, but {found[0]} and {found[1]} are installed; install the "
+            f"pinned versions (pyproject.toml) or review {what} for the new ones")
+
+
 def _no_spinner(self, logger, level) -> None:
     """Keep the root logger at the level asked for: no spinner handler, no DEBUG."""
 
@@ -298,12 +315,7 @@ def install() -> None:
         changes were written against: they replace internals, which must be
         read again before an upgrade.
     """
-    found = (faust.__version__, aiokafka.__version__)
-    if found != (FAUST_VERSION, AIOKAFKA_VERSION):
-        raise RuntimeError(
-            f"stream/faust_fixes.py replaces internals of faust-streaming {FAUST_VERSION} and "
-            f"aiokafka {AIOKAFKA_VERSION}, but {found[0]} and {found[1]} are installed; install "
-            f"the pinned versions (pyproject.toml) or review the changes for the new ones")
+    require_tested_versions("stream/faust_fixes.py")
     if _upstream:
         return
     _upstream["on_partitions_assigned"] = Consumer.on_partitions_assigned

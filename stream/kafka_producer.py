@@ -45,6 +45,7 @@ from faust.types.tuples import TP, RecordMetadata
 from shared import kafka_security
 from shared.kafka_security import KafkaSecurity
 from shared.topics import TopicSpec, ensure_topics
+from stream.faust_fixes import require_tested_versions
 
 #: URL scheme of the transport with this producer (``broker="librdkafka://..."``).
 SCHEME = "librdkafka"
@@ -267,5 +268,7 @@ class Transport(aiokafka_driver.Transport):
 
 
 def install() -> None:
-    """Register ``librdkafka://`` as a Faust transport (idempotent)."""
+    """Register ``librdkafka://`` as a Faust transport (idempotent); refuses untested Faust
+    and aiokafka versions (:func:`stream.faust_fixes.require_tested_versions`)."""
+    require_tested_versions("stream/kafka_producer.py")
     drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"

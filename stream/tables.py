@@ -39,6 +39,7 @@ import faust
 from faust.streams import current_event
 from faust.types.tuples import TP
 
+from stream.faust_fixes import require_tested_versions
 from stream.kafka_producer import Producer
 
 log = logging.getLogger(__name__)
@@ -186,5 +187,7 @@ class RowCache:
 
 
 def changelog_table(app: faust.App, name: str, **kwargs) -> ChangelogTable:
-    """Declare a :class:`ChangelogTable` on ``app`` (what ``app.Table`` does for its own class)."""
+    """Declare a :class:`ChangelogTable` on ``app`` (what ``app.Table`` does for its own class);
+    refuses untested Faust and aiokafka versions, whose table internals it relies on."""
+    require_tested_versions("stream/tables.py")
     return app.tables.add(ChangelogTable(app, name=name, beacon=app.tables.beacon, **kwargs))

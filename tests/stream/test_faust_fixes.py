@@ -61,3 +61,16 @@ def test_install_refuses_other_versions(monkeypatch):
         assert "0.15.3" in str(exc) and "0.16.0" in str(exc)
     else:
         raise AssertionError("install() patched an unknown faust-streaming version")
+
+
+def test_every_change_below_faust_refuses_other_versions(monkeypatch):
+    from stream import kafka_producer, tables
+
+    monkeypatch.setattr(faust_fixes.aiokafka, "__version__", "0.15.0")
+    for refuse in (kafka_producer.install, lambda: tables.changelog_table(None, "t")):
+        try:
+            refuse()
+        except RuntimeError as exc:
+            assert "0.14.0" in str(exc) and "0.15.0" in str(exc)
+        else:
+            raise AssertionError("installed on an unknown aiokafka version")
