@@ -42,7 +42,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import CrashingSupervisor
 
@@ -194,10 +193,9 @@ def _next_rows(faust_event, event: Event):
     event only in this worker's store, its changelog message lost with the
     worker that wrote it, and the changelog must hold what the store holds.
     """
-    message = faust_event.message
+    message, rule = faust_event.message, rules.current()
     user = user_rows.get(event.user_id.encode())
-    new = apply_event(event, user, rules.current(), partition=message.partition,
-                      offset=message.offset)
+    new = apply_event(event, user, rule, partition=message.partition, offset=message.offset)
     if new is None:
         if user.seen(event.event_id, message.partition, message.offset) == "copy":
             return _Step(faust_event, "duplicate"), None
@@ -211,7 +209,7 @@ def _next_rows(faust_event, event: Event):
         step.rec = score_events(model, [step.request], scoring)[0]
         step.session = add_shown(session, step.rec.item_ids(model), max_len=scoring.session_max)
         new = replace(new, sessions=with_session(new.sessions, event.session_id, step.session,
-                                                 rules.current()))
+                                                 rule))
     return step, new
 
 

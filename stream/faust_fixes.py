@@ -71,14 +71,15 @@ from typing import AsyncIterator, Optional, cast
 import aiokafka
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types.tuples import TP
 from faust.utils.functional import consecutive_numbers
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.worker import Worker
 from mode import Service
 
 #: The versions whose internals these changes were written against and tested with.
 FAUST_VERSION, AIOKAFKA_VERSION = "0.15.3", "0.14.0"
+
 
 async def _drain_messages(self, fetcher: Service) -> None:  # pragma: no cover (in the worker)
     callback = self.callback
@@ -91,7 +92,7 @@ async def _drain_messages(self, fetcher: Service) -> None:  # pragma: no cover (
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
     suspended = self.suspend_flow.is_set
-    positioned = _positioned(self)
+    positioned = _state(self).positioned
     yield_every, num_since_yield = 100, 0
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
@@ -160,10 +161,6 @@ class _SeekState:
         self.unpositioned: set = set()
         self.resume: set = set()
         self.positioned: set = set()
-
-
-def _positioned(consumer) -> set:
-    return _state(consumer).positioned
 
 
 async def _on_partitions_assigned(self, assigned, generation_id: int = 0) -> None:

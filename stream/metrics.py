@@ -70,22 +70,28 @@ class WorkerMetrics:
                 if lag > 0 and now - self.progressed_at.get((topic, partition), self._born)
                 > stall_s]
 
-    def sample_commit(self, topic: str, partition: int, committed: int | None,
-                      now: float | None = None) -> None:
-        """Record the partition's committed offset (for :meth:`commit_stalled`)."""
+    def sample_commits(self, committed: dict[tuple[str, int], int | None],
+                       now: float | None = None) -> None:
+        """Record the committed offset of each partition held now (for :meth:`commit_stalled`);
+        a partition no longer held is forgotten, and one without a committed offset is not
+        tracked."""
         now = time.monotonic() if now is None else now
-        key = (topic, partition)
-        if committed is not None and self.commits.get(key, (None,))[0] != committed:
-            self.commits[key] = (committed, now)
+        previous = self.commits
+        self.commits = {key: previous[key] if previous.get(key, (None,))[0] == offset
+                        else (offset, now)
+                        for key, offset in committed.items() if offset is not None}
 
     def commit_stalled(self, stall_s: float, now: float | None = None) -> list[str]:
         """Partitions with events handled past their committed offset, and that offset
         unchanged for ``stall_s`` seconds: their commit is held by an event not done.
 
-        >>> m = WorkerMetrics(); m.sample_commit("e", 0, 3, now=0.0)
+        >>> m = WorkerMetrics(); m.sample_commits({("e", 0): 3}, now=0.0)
         >>> m.observe("recommended", "e", 0, 9, None)
+        >>> m.sample_commits({("e", 0): 3}, now=30.0)
         >>> m.commit_stalled(60.0, now=30.0), m.commit_stalled(60.0, now=61.0)
         ([], ['e/0'])
+        >>> m.sample_commits({}, now=62.0); m.commit_stalled(60.0, now=200.0)  # moved away
+        []
         """
         now = time.monotonic() if now is None else now
         return [f"{topic}/{partition}" for (topic, partition), (offset, since)

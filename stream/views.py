@@ -51,9 +51,8 @@ async def health(web, request):
 async def sample_commits() -> None:
     """Sample the committed offsets of the assigned events partitions (for /health/)."""
     consumer = app.consumer
-    for tp in consumer.assignment():
-        if tp.topic == settings.events_topic:
-            metrics.sample_commit(tp.topic, tp.partition, consumer._committed_offset.get(tp))
+    metrics.sample_commits({(tp.topic, tp.partition): consumer._committed_offset.get(tp)
+                            for tp in consumer.assignment() if tp.topic == settings.events_topic})
 
 
 def _assigned_lag() -> dict[tuple[str, int], int]:

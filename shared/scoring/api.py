@@ -16,7 +16,7 @@ from shared.scoring.example import _example_model  # noqa: F401  (the examples' 
 from shared.scoring.foldin import _fold_in_batch
 from shared.scoring.history import History, Session, add_to_history, add_to_session  # noqa: F401
 from shared.scoring.params import ScoringParams, SourceWeights
-from shared.scoring.prepared import _prepare, _scratch
+from shared.scoring.prepared import _prepare, _Prepared, _scratch
 from shared.scoring.ranking import Recommendation, _Blocked, _fill, _rank
 from shared.scoring.segments import _top, blend_scores
 
