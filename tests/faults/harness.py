@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from shared.broker import free_port
 from shared.topics import TopicSpec, ensure_topics
@@ -175,14 +175,34 @@ class Cluster:
                         out.append(record)
                         if record.offset() >= ends[record.partition()] - 1:
                             done.add(record.partition())
-                    elif record.error().code() == record.error()._PARTITION_EOF:
-                        if consumer.position([TopicPartition(topic, record.partition())])[0].offset \
-                                >= ends[record.partition()]:
-                            done.add(record.partition())
+                    elif record.error().code() == KafkaError._PARTITION_EOF:
+                        done.add(record.partition())  # at its end (the last records compacted)
             out.sort(key=lambda r: (r.partition(), r.offset()))
             return out
         finally:
             consumer.close()
+
+
+def event_id(message: Message) -> str:
+    """The ``event_id`` of a valid event message."""
+    return json.loads(message.value)["event_id"]
+
+
+def wait_until(predicate, timeout_s: float, what: str, *, alive=None, watcher=None,
+               every_s: float = 0.2, detail=lambda: ""):
+    """Poll ``predicate()`` until it is true and return its value, reading ``watcher``'s lists
+    meanwhile; fails after ``timeout_s``, or when ``alive()`` turns false (``detail()`` is
+    added to the failure's message)."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        assert alive is None or alive(), f"a process ended while waiting for {what}; {detail()}"
+        assert time.monotonic() < deadline, \
+            f"timed out after {timeout_s:g} s waiting for {what}; {detail()}"
+        if watcher is not None:
+            watcher.poll(every_s)
+        else:
+            time.sleep(every_s)
+    return value
 
 
 def produce(producer: Producer, topic: str, message: Message, delivered) -> None:
@@ -209,6 +229,8 @@ class ListWatcher:
         self.counts: Counter = Counter()
         #: When each list was produced (its message timestamp), epoch seconds.
         self.arrivals: list[float] = []
+        #: When each event's first list was produced, epoch seconds.
+        self.first_at: dict[str, float] = {}
         self.versions: Counter = Counter()
 
     def poll(self, timeout_s: float = 0.2) -> int:
@@ -217,9 +239,11 @@ class ListWatcher:
         for record in self.consumer.consume(2000, timeout=timeout_s):
             if record.error() is None:
                 body = json.loads(record.value())
+                at = record.timestamp()[1] / 1000.0
                 self.counts[body["event_id"]] += 1
                 self.versions[body["model_version"]] += 1
-                self.arrivals.append(record.timestamp()[1] / 1000.0)
+                self.arrivals.append(at)
+                self.first_at.setdefault(body["event_id"], at)
                 got += 1
         return got
 
@@ -229,12 +253,8 @@ class ListWatcher:
 
     def wait_for(self, predicate, timeout_s: float, *, alive=None, what: str = "lists") -> None:
         """Poll until ``predicate(self)``; fails after ``timeout_s`` or when ``alive()`` is false."""
-        deadline = time.monotonic() + timeout_s
-        while not predicate(self):
-            assert alive is None or alive(), f"worker died while waiting for {what}"
-            assert time.monotonic() < deadline, \
-                f"timed out waiting for {what}: {self.total} lists, {len(self.counts)} event ids"
-            self.poll()
+        wait_until(lambda: predicate(self), timeout_s, what, alive=alive, watcher=self,
+                   detail=lambda: f"{self.total} lists, {len(self.counts)} event ids")
 
     def first_after(self, moment: float) -> float | None:
         """Seconds from ``moment`` (epoch seconds) to the first list produced after it."""
@@ -335,13 +355,13 @@ def verify(cluster: Cluster, messages: list[Message], watcher: ListWatcher, rule
     for index, message in enumerate(messages):
         if index in expected_codes:
             continue
-        event_id = json.loads(message.value)["event_id"]
         if index in copies:
             continue
-        originals.add(event_id)
-        if listed[event_id] == 0:
-            verdict.lost.append(event_id)
-    verdict.duplicate_lists = sum(n - 1 for event_id, n in listed.items() if n > 1)
+        listed_id = event_id(message)
+        originals.add(listed_id)
+        if listed[listed_id] == 0:
+            verdict.lost.append(listed_id)
+    verdict.duplicate_lists = sum(n - 1 for n in listed.values() if n > 1)
     verdict.listed_copies = [e for e in listed if e not in originals]
     # Dead letters: by source position, the code each bad message must have.
     by_position = {(m.partition, m.offset): i for i, m in enumerate(messages)}

@@ -21,7 +21,7 @@ from shared.model import Model
 from shared.signals import SignalWeights
 from shared.state import StateRule
 
-from harness import Cluster, ListWatcher, Message, Verdict, verify
+from harness import Cluster, ListWatcher, Message, Verdict, event_id, verify
 
 #: The shop every scenario replays: 8 partitions' worth of users, a day of visits.
 SHOP = ShopParams(n_items=400, n_categories=8, anonymous_share=0.3, n_users=1200, days=1.0)
@@ -102,7 +102,7 @@ def kill9(setup: Setup, *, n_events: int = 30_000, kills: int = 3, seed: int = 5
     cluster = setup.cluster("kill9-replaced" if replaced else "kill9")
     messages = replay(n_events, seed)
     cluster.send(messages)
-    event_ids = {m.value.split(b'"')[3].decode() for m in messages}
+    event_ids = {event_id(m) for m in messages}
     watcher = ListWatcher(cluster)
     rng = random.Random(seed)
     points = sorted(rng.sample(range(n_events // 10, n_events * 8 // 10), kills))
@@ -209,7 +209,7 @@ def agent_error(setup: Setup, *, n_events: int = 5_000, seed: int = 13) -> Resul
     messages = replay(n_events, seed)
     rng = random.Random(seed)
     failing = sorted(rng.sample(range(n_events), 20))
-    ids = [m.value.split(b'"')[3].decode() for m in messages]
+    ids = [event_id(m) for m in messages]
     write_at = ids[n_events // 2]
     marker = cluster.tmp / "write-failed"
     cluster.env.update({"FAULT_LIST_IDS": ",".join(ids[i] for i in failing),

@@ -35,7 +35,6 @@ the row is read again, not applied).
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -46,36 +45,11 @@ from confluent_kafka.admin import AdminClient
 from shared.broker import broker_ready, ephemeral_broker
 from shared.config import load_settings
 
-from harness import Cluster, ListWatcher, Message, produce, verify
+from harness import Cluster, ListWatcher, Message, event_id, produce, verify, wait_until
 from scenarios import REPLAY_TIMEOUT_S, WORKER_ENV, Result, Setup, replay
 
 #: Seconds w1 waits for a stopped w2 before the group gives w2's partitions back to it.
 SESSION_TIMEOUT_S = float(WORKER_ENV["RECSYS_SESSION_TIMEOUT_S"])
-
-
-class TimedListWatcher(ListWatcher):
-    """A :class:`harness.ListWatcher` that also keeps when each event's first list was made.
-
-    ``first_at[event_id]`` is the message timestamp (epoch seconds, the time the
-    worker handed the list to its producer) of the first list of that event.
-    """
-
-    def __init__(self, cluster: Cluster):
-        super().__init__(cluster)
-        self.first_at: dict[str, float] = {}
-
-    def poll(self, timeout_s: float = 0.2) -> int:
-        got = 0
-        for record in self.consumer.consume(2000, timeout=timeout_s):
-            if record.error() is None:
-                body = json.loads(record.value())
-                at = record.timestamp()[1] / 1000.0
-                self.counts[body["event_id"]] += 1
-                self.versions[body["model_version"]] += 1
-                self.arrivals.append(at)
-                self.first_at.setdefault(body["event_id"], at)
-                got += 1
-        return got
 
 
 class PacedSender(threading.Thread):
@@ -183,27 +157,6 @@ def partitions_read(metrics: dict, topic: str) -> list[int]:
                   if key.rsplit("/", 1)[0] == topic)
 
 
-def _event_id(message: Message) -> str:
-    return json.loads(message.value)["event_id"]
-
-
-def _wait(predicate, timeout_s: float, what: str, *, watcher: ListWatcher | None = None,
-          alive=None, every_s: float = 0.3, detail=lambda: "") -> None:
-    """Poll until ``predicate()``, reading the watcher meanwhile; fails on timeout or a death.
-
-    ``detail()`` is added to the failure's message.
-    """
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert alive is None or alive(), f"a worker died while waiting for {what}; {detail()}"
-        assert time.monotonic() < deadline, \
-            f"timed out after {timeout_s} s waiting for {what}; {detail()}"
-        if watcher is not None:
-            watcher.poll(every_s)
-        else:
-            time.sleep(every_s)
-
-
 def rebalance(setup: Setup, *, n_events: int = 30_000, seed: int = 7,
               rate: float = 1000.0, w2_events: int = 1000) -> Result:
     """(b) w1 replays; at a third of the lists w2 joins while events flow; once w2 has
@@ -233,8 +186,8 @@ def rebalance(setup: Setup, *, n_events: int = 30_000, seed: int = 7,
     messages = replay(n_events, seed)
     third = n_events // 3
     cluster.send(messages[:third])
-    event_ids = {_event_id(m) for m in messages}
-    watcher = TimedListWatcher(cluster)
+    event_ids = {event_id(m) for m in messages}
+    watcher = ListWatcher(cluster)
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     sender = PacedSender(cluster, messages[third:], rate=rate,
                          holds=(n_events // 2 - third, n_events * 5 // 6 - third))
@@ -256,7 +209,7 @@ def rebalance(setup: Setup, *, n_events: int = 30_000, seed: int = 7,
             group.update(state=state, members=members)
             return state == "STABLE" and bool(members.get("w2"))
 
-        _wait(w2_assigned, REPLAY_TIMEOUT_S, "the group to give w2 partitions",
+        wait_until(w2_assigned, REPLAY_TIMEOUT_S, "the group to give w2 partitions",
               watcher=watcher, alive=both_alive, detail=lambda: f"group: {group}")
         join_s = time.monotonic() - w2_started
         joined.set()
@@ -267,7 +220,7 @@ def rebalance(setup: Setup, *, n_events: int = 30_000, seed: int = 7,
             fresh = events_seen(w2) - read_again(w2)
             return fresh >= w2_events and len(watcher.counts) >= 2 * third
 
-        _wait(w2_has_worked, REPLAY_TIMEOUT_S,
+        wait_until(w2_has_worked, REPLAY_TIMEOUT_S,
               f"w2 to apply {w2_events} new events and lists of 2/3 of the events",
               watcher=watcher, alive=both_alive,
               detail=lambda: f"{len(watcher.counts)} events listed, {sender.sent} sent; w2: "
@@ -291,7 +244,7 @@ def rebalance(setup: Setup, *, n_events: int = 30_000, seed: int = 7,
                     reassigned = time.time()
             return event_ids <= watcher.counts.keys() and not sender.is_alive()
 
-        _wait(replay_done, REPLAY_TIMEOUT_S, "the replay's lists", watcher=watcher,
+        wait_until(replay_done, REPLAY_TIMEOUT_S, "the replay's lists", watcher=watcher,
               alive=w1_alive, every_s=0.2,
               detail=lambda: f"{len(event_ids - watcher.counts.keys())} events without a list")
         sender.finish()
@@ -304,7 +257,7 @@ def rebalance(setup: Setup, *, n_events: int = 30_000, seed: int = 7,
             release.set()
         watcher.close()
         cluster.close()
-    w2_ids = {_event_id(m) for m in messages if m.partition in w2_partitions}
+    w2_ids = {event_id(m) for m in messages if m.partition in w2_partitions}
     taken_over = [at for e, at in watcher.first_at.items() if e in w2_ids and at > w2_exit]
     handover = min(taken_over) - sigterm if taken_over else None
     return Result("rebalance", verdict, {
@@ -350,8 +303,8 @@ def outage(setup: Setup, *, n_events: int = 30_000, seed: int = 9,
         cluster = own.cluster("outage")
         messages = replay(n_events, seed)
         cluster.send(messages)
-        event_ids = {_event_id(m) for m in messages}
-        watcher = TimedListWatcher(cluster)
+        event_ids = {event_id(m) for m in messages}
+        watcher = ListWatcher(cluster)
         try:
             cluster.start()
             alive = lambda: cluster.alive()  # noqa: E731
@@ -361,7 +314,7 @@ def outage(setup: Setup, *, n_events: int = 30_000, seed: int = 9,
             stop_requested = time.time()
             broker.stop()
             stopped = time.time()
-            _wait(lambda: time.time() - stopped >= down_s, down_s + 5, "the outage",
+            wait_until(lambda: time.time() - stopped >= down_s, down_s + 5, "the outage",
                   alive=alive, every_s=0.5)
             assert not broker_ready(broker.bootstrap, timeout_s=0.5), "broker still answers"
             restarted = time.time()

@@ -28,7 +28,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -42,7 +41,7 @@ from shared.model import Model
 from shared.model_store import META_FILE, created_at, new_version, save_model, versions
 from shared.signals import SignalWeights
 
-from harness import ROOT, Cluster, ListWatcher, Message, verify
+from harness import ROOT, Cluster, ListWatcher, Message, event_id, verify, wait_until
 from scenarios import REPLAY_TIMEOUT_S, SHOP, Result, Setup, replay
 
 #: Longest wait for a worker to answer its views, refuse or serve a version.
@@ -62,25 +61,6 @@ class ModelResult(Result):
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-def _event_ids(messages: list[Message]) -> set[str]:
-    return {json.loads(m.value)["event_id"] for m in messages}
-
-
-def _wait(predicate, timeout_s: float, what: str, *, alive=None, watcher: ListWatcher = None):
-    """Poll ``predicate()`` (reading lists meanwhile) until true; fails after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert alive is None or alive(), f"the process ended while waiting for {what}"
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s waiting for {what}"
-        if watcher is not None:
-            watcher.poll(0.2)
-        else:
-            time.sleep(0.2)
-
 
 def _health(cluster: Cluster, name: str = "w1") -> str | None:
     """The version worker ``name`` says it serves, or None (no answer, or no model)."""
@@ -130,10 +110,11 @@ def _swap_then_verify(setup: Setup, cluster: Cluster, watcher: ListWatcher, vers
     lists per model version since ``before``); ``details`` gets the refusals
     (under ``refused_key``) and the worker's exit status.
     """
-    swapped = _wait(lambda: _health(cluster) == version, WORKER_TIMEOUT_S,
+    swapped = wait_until(lambda: _health(cluster) == version, WORKER_TIMEOUT_S,
                     f"version {version} to be served", alive=alive, watcher=watcher)
     cluster.send(later)
-    watcher.wait_for(lambda w: _event_ids(later) <= w.counts.keys(), REPLAY_TIMEOUT_S,
+    later_ids = {event_id(m) for m in later}
+    watcher.wait_for(lambda w: later_ids <= w.counts.keys(), REPLAY_TIMEOUT_S,
                      alive=alive, what="the lists after the swap")
     details[refused_key] = _refused(cluster)
     details["exit_status"] = cluster.stop()
@@ -188,7 +169,7 @@ def models(setup: Setup, *, n_events: int = 6000, n_after: int = 600, seed: int 
         outside = save_model(_variant(setup.model, base + timedelta(seconds=3)), outside_dir)
         bad = {"nan": nan.name, "truncated": truncated.name, "outside": outside.name}
         cluster.start()
-        _wait(lambda: _health(cluster) == good, WORKER_TIMEOUT_S, "the worker to serve the model",
+        wait_until(lambda: _health(cluster) == good, WORKER_TIMEOUT_S, "the worker to serve the model",
               alive=alive, watcher=watcher)
         watcher.wait_for(lambda w: w.total >= n_events // 10, REPLAY_TIMEOUT_S, alive=alive,
                          what="the replay's first lists")
@@ -197,7 +178,7 @@ def models(setup: Setup, *, n_events: int = 6000, n_after: int = 600, seed: int 
         nan, truncated = cluster.store / nan.name, cluster.store / truncated.name
         for path, seconds in ((nan, 1), (truncated, 2), (outside, 3)):
             _announce(cluster, path.name, path, base + timedelta(seconds=seconds))
-        refused = _wait(lambda: _refusing(cluster, bad.values()), WORKER_TIMEOUT_S,
+        refused = wait_until(lambda: _refusing(cluster, bad.values()), WORKER_TIMEOUT_S,
                         "the three refusals", alive=alive, watcher=watcher)
         details["lists_when_refused"] = watcher.total
         details["served_after_refusals"] = _health(cluster)
@@ -205,13 +186,14 @@ def models(setup: Setup, *, n_events: int = 6000, n_after: int = 600, seed: int 
         # One restart: the worker must come back on the good model, not loop on the bad ones.
         details["stop_status"] = cluster.stop()
         cluster.start()
-        _wait(lambda: _health(cluster), WORKER_TIMEOUT_S, "the restarted worker's views",
+        wait_until(lambda: _health(cluster), WORKER_TIMEOUT_S, "the restarted worker's views",
               alive=alive, watcher=watcher)
         details["served_after_restart"] = _health(cluster)
-        details["refused_after_restart"] = _wait(
+        details["refused_after_restart"] = wait_until(
             lambda: _refusing(cluster, bad.values()), WORKER_TIMEOUT_S,
             "the refusals after the restart", alive=alive, watcher=watcher)
-        watcher.wait_for(lambda w: _event_ids(messages) <= w.counts.keys(), REPLAY_TIMEOUT_S,
+        replay_ids = {event_id(m) for m in messages}
+        watcher.wait_for(lambda w: replay_ids <= w.counts.keys(), REPLAY_TIMEOUT_S,
                          alive=alive, what="the replay's lists")
         watcher.poll(0.5)
         before = Counter(watcher.versions)
@@ -292,14 +274,14 @@ def retrain_kill(setup: Setup, *, n_events: int = 3000, n_after: int = 500,
     slow = None
     try:
         cluster.start()
-        _wait(lambda: _health(cluster) == good, WORKER_TIMEOUT_S, "the worker to serve the model",
+        wait_until(lambda: _health(cluster) == good, WORKER_TIMEOUT_S, "the worker to serve the model",
               alive=alive, watcher=watcher)
         with cluster.log("retrain-killed").open("ab") as log:
             slow = subprocess.Popen([sys.executable, str(Path(__file__).with_name("slow_save.py")),
                                      str(marker), *command], env=env, cwd=ROOT, stdout=log,
                                     stderr=subprocess.STDOUT)
         try:
-            _wait(lambda: marker.exists(), WORKER_TIMEOUT_S, "the retrain to reach its save",
+            wait_until(lambda: marker.exists(), WORKER_TIMEOUT_S, "the retrain to reach its save",
                   alive=lambda: slow.poll() is None, watcher=watcher)
         except AssertionError as exc:
             raise AssertionError(f"{exc}:\n{cluster.tail('retrain-killed')}") from None
@@ -320,7 +302,8 @@ def retrain_kill(setup: Setup, *, n_events: int = 3000, n_after: int = 500,
         details["entries_after_kill"] = _entries(cluster.store)
         details["versions_after_kill"] = versions(cluster.store)
         details["served_after_kill"] = _health(cluster)
-        watcher.wait_for(lambda w: _event_ids(messages) <= w.counts.keys(), REPLAY_TIMEOUT_S,
+        replay_ids = {event_id(m) for m in messages}
+        watcher.wait_for(lambda w: replay_ids <= w.counts.keys(), REPLAY_TIMEOUT_S,
                          alive=alive, what="the replay's lists")
         watcher.poll(0.5)
         before = Counter(watcher.versions)
