@@ -215,13 +215,9 @@ def from_settings(settings: Settings, environ: Optional[Mapping[str, str]] = Non
 
     password = _secret(environ, PASSWORD_ENV, PASSWORD_FILE_ENV, settings.kafka_sasl_password_file)
     if not sasl:
-        for env, value in ((MECHANISM_ENV, mechanism), (USERNAME_ENV, settings.kafka_sasl_username),
-                           (PASSWORD_FILE_ENV, settings.kafka_sasl_password_file),
-                           (PASSWORD_ENV, password)):
-            if value:
-                raise ConfigError(
-                    f"{env} is set but {PROTOCOL_ENV}={protocol} does not use SASL, so it would "
-                    f"be ignored; set {PROTOCOL_ENV} to SASL_PLAINTEXT or SASL_SSL, or unset {env}")
+        _refuse_unused(protocol, "SASL", "SASL_PLAINTEXT or SASL_SSL", (
+            (MECHANISM_ENV, mechanism), (USERNAME_ENV, settings.kafka_sasl_username),
+            (PASSWORD_FILE_ENV, settings.kafka_sasl_password_file), (PASSWORD_ENV, password)))
     else:
         if not settings.kafka_sasl_username:
             raise ConfigError(f"{USERNAME_ENV} is not set; {PROTOCOL_ENV}={protocol} "
@@ -236,14 +232,10 @@ def from_settings(settings: Settings, environ: Optional[Mapping[str, str]] = Non
     key_password = _secret(environ, KEY_PASSWORD_ENV, KEY_PASSWORD_FILE_ENV,
                            settings.kafka_ssl_key_password_file)
     if not tls:
-        for env, value in ((CA_FILE_ENV, ca_file), (CERT_FILE_ENV, cert_file),
-                           (KEY_FILE_ENV, key_file),
-                           (KEY_PASSWORD_FILE_ENV, settings.kafka_ssl_key_password_file),
-                           (KEY_PASSWORD_ENV, key_password)):
-            if value:
-                raise ConfigError(
-                    f"{env} is set but {PROTOCOL_ENV}={protocol} does not use TLS, so it would "
-                    f"be ignored; set {PROTOCOL_ENV} to SSL or SASL_SSL, or unset {env}")
+        _refuse_unused(protocol, "TLS", "SSL or SASL_SSL", (
+            (CA_FILE_ENV, ca_file), (CERT_FILE_ENV, cert_file), (KEY_FILE_ENV, key_file),
+            (KEY_PASSWORD_FILE_ENV, settings.kafka_ssl_key_password_file),
+            (KEY_PASSWORD_ENV, key_password)))
     elif bool(cert_file) != bool(key_file):
         missing = KEY_FILE_ENV if cert_file else CERT_FILE_ENV
         raise ConfigError(f"{missing} is not set; a client certificate (mutual TLS) needs both "
@@ -302,6 +294,16 @@ def from_faust_credentials(credentials, ssl_context: Optional[ssl.SSLContext] = 
             f"configure Kafka security with {PROTOCOL_ENV} and the RECSYS_KAFKA_SASL_*/SSL_* "
             f"settings")
     return security
+
+
+def _refuse_unused(protocol: str, layer: str, protocols: str, settings) -> None:
+    """A ConfigError for the first of ``settings`` ((env, value) pairs) that is set although
+    ``protocol`` does not use ``layer`` (SASL or TLS), so it would be ignored."""
+    for env, value in settings:
+        if value:
+            raise ConfigError(
+                f"{env} is set but {PROTOCOL_ENV}={protocol} does not use {layer}, so it would "
+                f"be ignored; set {PROTOCOL_ENV} to {protocols}, or unset {env}")
 
 
 def _secret(environ: Mapping[str, str], env: str, file_env: str, file_value: str) -> str:
