@@ -80,7 +80,7 @@ def replay(n_events: int, seed: int) -> list[Message]:
             for e in synthetic_events(n_events, seed=seed, params=SHOP)]
 
 
-def _finish(cluster: Cluster, watcher: ListWatcher, messages, event_ids: set, name: str = "w1"):
+def _finish(cluster: Cluster, watcher: ListWatcher, event_ids: set, name: str = "w1"):
     """Wait until every id in ``event_ids`` has a list, then stop the worker."""
     try:
         watcher.wait_for(lambda w: event_ids <= w.counts.keys(), REPLAY_TIMEOUT_S,
@@ -120,17 +120,15 @@ def kill9(setup: Setup, *, n_events: int = 30_000, kills: int = 3, seed: int = 5
             watcher.wait_for(lambda w: w.first_after(restarted) is not None, 60,
                              alive=lambda: cluster.alive(), what="a list after the restart")
             recoveries.append(watcher.first_after(restarted))
-        status = _finish(cluster, watcher, messages, event_ids)
+        status = _finish(cluster, watcher, event_ids)
         verdict = verify(cluster, messages, watcher, setup.rule(cluster))
     finally:
         watcher.close()
         cluster.close()
     return Result("kill9_replaced" if replaced else "kill9", verdict, {
-                                     "kills": kills, "partitions": 8,
-                                     "users": len({m.key for m in messages}),
-                                     "recovery_s_max": round(max(recoveries), 2),
-                                     "recovery_s": [round(r, 2) for r in recoveries],
-                                     "exit_status": status})
+        "kills": kills, "partitions": 8, "users": len({m.key for m in messages}),
+        "recovery_s_max": round(max(recoveries), 2),
+        "recovery_s": [round(r, 2) for r in recoveries], "exit_status": status})
 
 
 def poison(setup: Setup, *, n_valid: int = 20_000, n_bad: int = 10_000, n_copies: int = 1_000,
