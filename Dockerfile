@@ -20,6 +20,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY batch ./batch
 COPY stream ./stream
+COPY recsys ./recsys
 RUN pip install . \
     && useradd --create-home --uid 10001 recsys \
     && mkdir -p /models /tables \

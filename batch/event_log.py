@@ -11,7 +11,7 @@ group.
 Message values are parsed with :func:`shared.events.parse_event`; a bad one is
 counted under its error code in the :class:`~batch.readers.ReadReport` and
 skipped, never fatal. Columns are built ``chunk_events`` events at a time
-(:class:`~batch.readers.ColumnsBuilder`), so memory holds one chunk of parsed
+(:class:`~batch.columns.ColumnsBuilder`), so memory holds one chunk of parsed
 events plus the columns.
 
 Example
@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from batch.columns import EventColumns
-from batch.readers import DEFAULT_CHUNK_ROWS, ColumnsBuilder, ReadReport
+from batch.columns import ColumnsBuilder, EventColumns
+from batch.readers import DEFAULT_CHUNK_ROWS, ReadReport
 from shared import kafka_security
 from shared.events import EventError, EventLimits, parse_event
 
@@ -211,7 +211,7 @@ class _EventSink:
     """Parses message values and adds the good events to the columns a chunk at a time."""
 
     def __init__(self, builder: ColumnsBuilder, report: ReadReport, limits: EventLimits,
-                 chunk_events: int, progress: "_Progress"):
+                 chunk_events: int, progress: _Progress):
         self.builder, self.report, self.progress = builder, report, progress
         self.limits, self.chunk_events = vars(limits), chunk_events
         self.pending = []

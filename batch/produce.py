@@ -25,10 +25,10 @@ import argparse
 import dataclasses
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from confluent_kafka import Producer
 
@@ -36,9 +36,9 @@ from batch.readers import FORMATS, ReadReport, iter_events
 from batch.synthetic import (CATEGORY_PREFIX, DEFAULT_CHUNK_EVENTS, ITEM_PREFIX, SESSION_PREFIX,
                              USER_PREFIX, VIEW, ShopParams, SyntheticShop)
 from shared import kafka_security
-from shared.cli import ensure_broker
+from shared.broker import ensure_broker
 from shared.config import Settings
-from shared.events import EVENT_TYPES, Event, EventLimits
+from shared.events import EVENT_TYPES, Event
 from shared.topics import TopicSpec, ensure_topics
 
 #: Producer settings for replay: idempotent, and batched for throughput.
@@ -277,7 +277,7 @@ def _produce_when_room(producer: Producer, topic: str, value: bytes, key: str,
 
 def synthetic_events(n_events: int, *, seed: int, params: ShopParams = ShopParams(),
                      chunk_events: int = DEFAULT_CHUNK_EVENTS) -> Iterator[Event]:
-    """The events :func:`batch.synthetic.write_jsonl` writes for the same arguments, without a file.
+    """The events :func:`batch.synthetic_file.write_jsonl` writes for the same arguments, without a file.
 
     The arguments are checked at once; events are drawn a chunk at a time as
     they are asked for.
@@ -372,7 +372,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         events = (synthetic_events(args.synthetic, seed=args.seed) if args.path is None else
                   iter_events(args.path, args.format, report=report,
-                              limits=EventLimits.from_settings(settings)))
+                              limits=settings.event_limits()))
     except (FileNotFoundError, ValueError) as exc:  # FormatError is a ValueError
         print(f"recsys produce: {exc}", file=sys.stderr)
         return 2

@@ -22,9 +22,10 @@ ALS is ``implicit``'s: the matrix holds c_ui = 1 + alpha * r_ui and
 not scaled by the number of a user's items (implicit 0.7's CPU and GPU
 solvers add λ to the diagonal of YᵀY).
 
-Fitting ALS and the helpers a model is assembled from are in
-:mod:`batch.training`, announcing on ``model-updates`` in :mod:`batch.publish`;
-their names are importable from here too.
+The training parameters (:class:`~batch.training.TrainingParams`), fitting ALS
+and the helpers a model is assembled from are in :mod:`batch.training`,
+announcing on ``model-updates`` in :mod:`batch.publish`; their names are
+importable from here too.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import implicit
@@ -44,48 +45,35 @@ from confluent_kafka import KafkaException
 from batch.columns import EventColumns
 from batch.event_log import EventLogError, end_offsets_of, read_topic, topic_offsets
 from batch.matrix import build_interactions
-from batch.neighbours import (cooccurrence_neighbours, popularity, sequence_neighbours,
-                              similar_by_cosine)
-from batch.publish import MODEL_UPDATE_KEY  # noqa: F401  (re-exported)
-from batch.publish import AnnounceError, announce, last_announced
+from batch.neighbours import cooccurrence_neighbours, popularity, sequence_neighbours, similar_by_cosine
+from batch.publish import (
+    MODEL_UPDATE_KEY,  # noqa: F401  (re-exported)
+    AnnounceError,
+    announce,
+    last_announced,
+)
 from batch.readers import BadRowError, FormatError, detect_format, read_events
-from batch.schedule import (Cron, Every, ScheduleError, parse_interval, run_periodically,
-                            stop_on_signals)
-from batch.training import (RetrainError, _check_columns, _check_interactions, _counts,
-                            _in_id_order, _Steps, _UsedEvents, fit_als, params_from_settings)
+from batch.schedule import Cron, Every, ScheduleError, parse_interval, run_periodically, stop_on_signals
+from batch.training import (RetrainError, TrainingParams, _check_columns, _check_interactions,
+                            _counts, _in_id_order, _Steps, _UsedEvents, fit_als)
 from shared.events import EventLimits
 from shared.model import Model
-from shared.model_store import (META_FILE, ModelError, latest_version, new_version, prune,
-                                save_model)
-from shared.signals import SignalWeights
+from shared.model_store import META_FILE, ModelError, latest_version, new_version, prune, save_model
 from shared.topics import ensure_topics, project_topics
 
 #: Steps of :func:`train_model`, in order; ``meta["timings_s"]`` has one entry each.
 STEPS = ("matrix", "als", "similar", "cooccurrence", "sequence", "popularity")
 
 
-def train_model(columns: EventColumns, *, weights: SignalWeights, factors: int,
-                regularization: float, iterations: int, similar_k: int, use_gpu: bool = False,
-                sequence_window: int = 5, popularity_half_life_s: float = 0.0,
-                random_state: int = 0, num_threads: int = 0, source: dict | None = None,
+def train_model(columns: EventColumns, *, params: TrainingParams, source: dict | None = None,
                 progress: bool = True) -> Model:
     """Train a model from events: matrix, ALS, neighbours, popularity.
 
     Parameters
     ----------
     columns : EventColumns
-    weights : SignalWeights
-        Event weights and alpha.
-    factors, regularization, iterations : int, float, int
-        ALS parameters (see :func:`fit_als`).
-    similar_k : int
-        Length of every neighbour list.
-    use_gpu : bool
-    sequence_window : int
-        Steps within which an item counts as following another.
-    popularity_half_life_s : float
-        Recency weighting of popularity; 0 counts every event alike.
-    random_state, num_threads : int
+    params : TrainingParams
+        Signal weights, ALS and neighbour parameters.
     source : dict, optional
         Where the events came from (file, topic offsets, ...); kept in meta.
     progress : bool
@@ -94,7 +82,8 @@ def train_model(columns: EventColumns, *, weights: SignalWeights, factors: int,
     Returns
     -------
     Model
-        ``meta`` holds version, created_at, params, data, counts and timings_s.
+        ``meta`` holds version, created_at, params (:meth:`TrainingParams.as_dict` and
+        the ``implicit`` version), data, counts and timings_s.
 
     Raises
     ------
@@ -105,34 +94,31 @@ def train_model(columns: EventColumns, *, weights: SignalWeights, factors: int,
     _check_columns(columns)
     with steps.step("matrix"):
         columns = _in_id_order(columns)
-        interactions = build_interactions(columns, weights)
+        interactions = build_interactions(columns, params.weights)
     _check_interactions(columns, interactions)
     with steps.step("als"):
         item_factors = fit_als(
-            interactions.user_items, factors=factors, regularization=regularization,
-            iterations=iterations, use_gpu=use_gpu, random_state=random_state,
-            num_threads=num_threads, on_iteration=steps.iterations(iterations)).item_factors
+            interactions.user_items, factors=params.factors,
+            regularization=params.regularization, iterations=params.iterations,
+            use_gpu=params.use_gpu, random_state=params.random_state,
+            num_threads=params.num_threads,
+            on_iteration=steps.iterations(params.iterations)).item_factors
     events = _UsedEvents.of(columns, interactions)
     n_items = len(interactions.items)
     with steps.step("similar"):
-        similar = similar_by_cosine(item_factors, similar_k)
+        similar = similar_by_cosine(item_factors, params.similar_k)
     with steps.step("cooccurrence"):
-        cooc = cooccurrence_neighbours(events.session, events.item, n_items, similar_k)
+        cooc = cooccurrence_neighbours(events.session, events.item, n_items, params.similar_k)
     with steps.step("sequence"):
         follows = sequence_neighbours(events.session, events.item, events.ts_ms, n_items,
-                                      similar_k, window=sequence_window)
+                                      params.similar_k, window=params.sequence_window)
     with steps.step("popularity"):
         popular = popularity(events.item, n_items, ts_ms=events.ts_ms,
-                             half_life_s=popularity_half_life_s)
-    now = datetime.now(timezone.utc)
-    params = {"factors": factors, "regularization": regularization, "iterations": iterations,
-              "alpha": weights.alpha, "signal_weights": weights.as_dict(),
-              "confidence": "c = 1 + alpha * r", "similar_k": similar_k,
-              "sequence_window": sequence_window,
-              "popularity_half_life_s": popularity_half_life_s, "random_state": random_state,
-              "use_gpu": use_gpu, "implicit_version": implicit.__version__}
+                             half_life_s=params.popularity_half_life_s)
+    now = datetime.now(UTC)
     meta = {"version": new_version(now), "created_at": now.isoformat(timespec="seconds"),
-            "params": params, "data": events.data_range(source),
+            "params": {**params.as_dict(), "implicit_version": implicit.__version__},
+            "data": events.data_range(source),
             "counts": _counts(columns, interactions, events), "timings_s": steps.timings,
             "evaluation": {}}
     return Model(version=meta["version"], item_ids=columns.item_ids[interactions.items].astype(str),
@@ -144,8 +130,9 @@ def train_model(columns: EventColumns, *, weights: SignalWeights, factors: int,
                  categories=np.asarray(columns.categories).astype(str), meta=meta)
 
 
-def retrain(columns: EventColumns, store_dir: str | Path, *, keep_versions: int = 3,
-            source: dict | None = None, progress: bool = True, **train) -> tuple[Model, Path]:
+def retrain(columns: EventColumns, store_dir: str | Path, *, params: TrainingParams,
+            keep_versions: int = 3, source: dict | None = None,
+            progress: bool = True) -> tuple[Model, Path]:
     """Train, save as a new version, prune old versions.
 
     Saving and pruning also remove the temporary folders of saves that were
@@ -159,14 +146,14 @@ def retrain(columns: EventColumns, store_dir: str | Path, *, keep_versions: int 
     columns : EventColumns
     store_dir : path
         The model store.
+    params : TrainingParams
+        What :func:`train_model` trains with.
     keep_versions : int
         Versions kept after saving, the new one included.
     source : dict, optional
         Where the events came from; kept in meta.json.
     progress : bool
         Report steps and a summary on stderr.
-    **train
-        The other keyword arguments of :func:`train_model`.
 
     Returns
     -------
@@ -180,7 +167,7 @@ def retrain(columns: EventColumns, store_dir: str | Path, *, keep_versions: int 
     ModelError
         When the save fails; the store keeps the versions it had.
     """
-    model = train_model(columns, source=source, progress=progress, **train)
+    model = train_model(columns, params=params, source=source, progress=progress)
     started = time.perf_counter()
     path = save_model(model, store_dir)
     save_s = time.perf_counter() - started
@@ -215,8 +202,8 @@ class RetrainJob:
     ----------
     store_dir : Path
         The model store.
-    train : dict
-        Keyword arguments of :func:`train_model` (see :func:`params_from_settings`).
+    params : TrainingParams
+        What :func:`train_model` trains with.
     keep_versions : int
     bootstrap : str or None
         Kafka bootstrap servers, to read the topic or announce.
@@ -233,7 +220,7 @@ class RetrainJob:
     """
 
     store_dir: Path
-    train: dict
+    params: TrainingParams
     keep_versions: int = 3
     bootstrap: str | None = None
     events_topic: str = "events"
@@ -256,8 +243,9 @@ class RetrainJob:
             When the version is saved but its announcement failed.
         """
         columns, source = self.read()
-        model, path = retrain(columns, self.store_dir, keep_versions=self.keep_versions,
-                              source=source, progress=self.progress, **self.train)
+        model, path = retrain(columns, self.store_dir, params=self.params,
+                              keep_versions=self.keep_versions, source=source,
+                              progress=self.progress)
         if self.announce_topic is not None:
             self._announce(model.meta, path)
         return model, path
@@ -385,7 +373,7 @@ def run(args, settings) -> int:
 
 def _job(args, settings) -> RetrainJob:
     """The job ``args`` ask for; starts the local broker when Kafka is needed and none is set."""
-    from shared.cli import ensure_broker
+    from shared.broker import ensure_broker
 
     announce_to = args.announce if args.announce is not None else args.input is None
     bootstrap = ensure_broker(settings) if args.input is None or announce_to else None
@@ -394,11 +382,11 @@ def _job(args, settings) -> RetrainJob:
                                   if spec.name == settings.model_updates_topic],
                       replication_factor=settings.replication_factor)
     return RetrainJob(store_dir=Path(args.store or settings.model_dir),
-                      train=params_from_settings(settings),
+                      params=TrainingParams.from_settings(settings),
                       keep_versions=settings.keep_versions, bootstrap=bootstrap,
                       events_topic=settings.events_topic, input=args.input, format=args.format,
                       announce_topic=settings.model_updates_topic if announce_to else None,
-                      limits=EventLimits.from_settings(settings))
+                      limits=settings.event_limits())
 
 
 def _read_file(path: str, fmt: str | None, limits: EventLimits) -> tuple[EventColumns, dict]:

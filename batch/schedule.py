@@ -21,10 +21,11 @@ import logging
 import re
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class Cron:
     any_weekday: bool
 
     @classmethod
-    def parse(cls, text: str) -> "Cron":
+    def parse(cls, text: str) -> Cron:
         """The schedule of a cron expression.
 
         Raises
@@ -146,7 +147,7 @@ class Cron:
         cron = cls(text=" ".join(fields), minutes=minutes, hours=hours, days=days,
                    months=months, weekdays=frozenset(d % 7 for d in weekdays),
                    any_day=fields[2].startswith("*"), any_weekday=fields[4].startswith("*"))
-        cron.next_after(datetime(2000, 1, 1, tzinfo=timezone.utc))  # raises if it never fires
+        cron.next_after(datetime(2000, 1, 1, tzinfo=UTC))  # raises if it never fires
         return cron
 
     def matches(self, moment: datetime) -> bool:
@@ -194,7 +195,7 @@ class Cron:
 def run_periodically(job: Callable[[], str], schedule: Schedule, *, max_runs: int | None = None,
                      stop: threading.Event | None = None,
                      survive: tuple[type[BaseException], ...] = (),
-                     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
+                     clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
     """Run ``job`` at every slot of ``schedule`` until stopped.
 
     Each run is logged: its start, then its outcome (the line ``job``

@@ -12,6 +12,10 @@ of events take minutes and bounded memory, and the same seed gives the same
 bytes. Chunks cover disjoint time windows: the events come out in global time
 order.
 
+One module, past 500 lines: the shop's parameters, its draws and its ground
+truth are one generative story, and the truth must match the draws exactly.
+The file writer is :mod:`batch.synthetic_file`.
+
 Example
 -------
 >>> columns, truth = generate_columns(1000, seed=7, params=ShopParams(n_items=50, n_categories=5))
@@ -20,15 +24,12 @@ Example
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
-import sys
-import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -46,7 +47,6 @@ DEFAULT_CHUNK_EVENTS = 1_000_000
 _DAY_MS = 86_400_000
 _DWELL_MIN_MS = 1_000
 _GAP_MS = (200, 3_600_000)
-_LINES_PER_BLOCK = 1 << 17
 
 
 def _param(default, doc: str):
@@ -176,7 +176,7 @@ class GroundTruth:
         partial.rename(directory)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "GroundTruth":
+    def load(cls, directory: str | Path) -> GroundTruth:
         """Read what :meth:`save` wrote."""
         directory = Path(directory)
         arrays = {f.name: np.load(directory / f"{f.name}.npy", allow_pickle=False)
@@ -185,7 +185,8 @@ class GroundTruth:
 
 
 def truth_dir(events_path: str | Path) -> Path:
-    """Where :func:`write_jsonl` puts the ground truth of ``events_path``: ``<events_path>.truth/``."""
+    """Where :func:`batch.synthetic_file.write_jsonl` puts the ground truth of ``events_path``:
+    ``<events_path>.truth/``."""
     events_path = Path(events_path)
     return events_path.with_name(events_path.name + ".truth")
 
@@ -224,12 +225,12 @@ class EventChunk:
     def __len__(self) -> int:
         return len(self.item)
 
-    def take(self, rows) -> "EventChunk":
+    def take(self, rows) -> EventChunk:
         """The chunk with only ``rows`` (indices or a mask), in that order."""
         return EventChunk(**{name: value[rows] for name, value in vars(self).items()})
 
     @staticmethod
-    def concat(first: "EventChunk", second: "EventChunk") -> "EventChunk":
+    def concat(first: EventChunk, second: EventChunk) -> EventChunk:
         """``first``'s rows followed by ``second``'s."""
         return EventChunk(**{name: np.concatenate([value, getattr(second, name)])
                              for name, value in vars(first).items()})
@@ -244,7 +245,7 @@ class _Sessions:
     start_ms: np.ndarray    # int64
     n_views: np.ndarray     # int64
 
-    def take(self, rows) -> "_Sessions":
+    def take(self, rows) -> _Sessions:
         return _Sessions(**{name: value[rows] for name, value in vars(self).items()})
 
 
@@ -507,7 +508,7 @@ def generate_columns(n_events: int, *, seed: int, params: ShopParams = ShopParam
                      chunk_events: int = DEFAULT_CHUNK_EVENTS) -> tuple[EventColumns, GroundTruth]:
     """Draw ``n_events`` events of the synthetic shop as columns, in time order.
 
-    The events are those :func:`write_jsonl` writes with the same arguments.
+    The events are those :func:`batch.synthetic_file.write_jsonl` writes with the same arguments.
     Anonymous visitors' user ids are their session ids. Every logged-in user
     is in ``user_ids``, with events or not.
 
@@ -535,159 +536,3 @@ def generate_columns(n_events: int, *, seed: int, params: ShopParams = ShopParam
         item_category=truth.item_category,
         categories=_ids(CATEGORY_PREFIX, np.arange(params.n_categories)))
     return columns, truth
-
-
-def _fixed(byte_strings: list[bytes]) -> np.ndarray:
-    """Byte strings as rows of a NUL-padded ``uint8`` matrix."""
-    table = np.array(byte_strings, dtype=np.bytes_)
-    return table.view(np.uint8).reshape(len(byte_strings), table.itemsize)
-
-
-def _digits(values: np.ndarray) -> np.ndarray:
-    """Decimal digits of non-negative ints as ASCII rows, right-aligned, NUL-padded."""
-    values = np.maximum(values, 0).astype(np.int64)[:, None]
-    width = len(str(int(values.max()))) if len(values) else 1
-    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    digits = (values // powers % 10 + ord("0")).astype(np.uint8)
-    digits[(values < powers) & (powers > 1)] = 0
-    return digits
-
-
-def _field(prefix: bytes, values: np.ndarray, suffix: bytes = b"", present=None) -> np.ndarray:
-    """``prefix``, the number, ``suffix`` per row; all NUL where ``present`` is False."""
-    n = len(values)
-    block = np.concatenate([np.broadcast_to(_fixed([prefix]), (n, len(prefix))), _digits(values),
-                            np.broadcast_to(_fixed([suffix]), (n, len(suffix)))], axis=1)
-    if present is not None:
-        block[~present] = 0
-    return block
-
-
-class _JsonLines:
-    """Encodes events as compact JSON lines: NUL-padded fixed-width rows, NULs then dropped."""
-
-    def __init__(self, shop: SyntheticShop):
-        self._event_prefix = f'{{"event_id":"e{shop.seed}-'.encode()
-        self._item = _fixed([f',"item_id":"{ITEM_PREFIX}{i}"'.encode()
-                             for i in range(shop.params.n_items)])
-        self._type = _fixed([f',"type":"{name}"'.encode() for name in EVENT_TYPES])
-        self._category_price = _fixed([
-            f',"category":"{CATEGORY_PREFIX}{c}","price":{cents // 100}.{cents % 100:02d}'.encode()
-            for c, cents in zip(shop.item_category.tolist(), shop.item_price_cents.tolist())])
-        self._n_users = shop.n_users
-
-    def encode(self, chunk: EventChunk, first_event: int) -> Iterator[np.ndarray]:
-        """The lines of ``chunk`` as ``uint8`` arrays, a block at a time; event ids count from ``first_event``."""
-        for lo in range(0, len(chunk), _LINES_PER_BLOCK):
-            block = chunk.take(slice(lo, lo + _LINES_PER_BLOCK))
-            rows = np.concatenate([
-                _field(self._event_prefix, first_event + lo + np.arange(len(block)), b'"'),
-                _field(b',"user_id":"' + USER_PREFIX.encode(), block.user, b'"',
-                       present=block.user < self._n_users),
-                _field(b',"session_id":"' + SESSION_PREFIX.encode(), block.session, b'"'),
-                self._item[block.item],
-                self._type[block.type],
-                _field(b',"ts":', block.ts_ms),
-                _field(b',"dwell_ms":', block.dwell_ms, present=block.type == VIEW),
-                self._category_price[block.item],
-                _field(b',"quantity":', block.quantity, present=block.quantity > 0),
-                np.broadcast_to(_fixed([b"}\n"]), (len(block), 2)),
-            ], axis=1).ravel()
-            yield rows[rows != 0]
-
-
-def write_jsonl(path: str | Path, n_events: int, *, seed: int, params: ShopParams = ShopParams(),
-                chunk_events: int = DEFAULT_CHUNK_EVENTS,
-                progress: Callable[[int], None] | None = None) -> GroundTruth:
-    """Write ``n_events`` events of the synthetic shop as JSON lines, and the ground truth beside them.
-
-    One compact JSON object per line in global time order, with the fields of
-    the event contract: ``event_id`` (``e<seed>-<line number>``), ``user_id``
-    (absent for anonymous visitors), ``session_id``, ``item_id``, ``type``,
-    ``ts`` (epoch ms), ``dwell_ms`` (views only), ``category``, ``price`` and
-    ``quantity`` (add-to-cart and buy only). The file appears under its name
-    when complete; the ground truth goes to :func:`truth_dir` of ``path``.
-
-    Parameters
-    ----------
-    path : str or Path
-    n_events : int
-    seed : int
-    params : ShopParams
-    chunk_events : int
-        Events drawn and held in memory at a time.
-    progress : callable, optional
-        Called with the number of events written after each chunk.
-
-    Returns
-    -------
-    GroundTruth
-    """
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    shop = SyntheticShop(n_events, seed=seed, params=params, chunk_events=chunk_events)
-    encoder = _JsonLines(shop)
-    written = 0
-    with open(partial, "wb") as out:
-        for chunk in shop.event_chunks():
-            for lines in encoder.encode(chunk, written):
-                out.write(lines)
-            written += len(chunk)
-            if progress is not None:
-                progress(written)
-    truth = shop.truth()
-    truth.save(truth_dir(path))
-    partial.replace(path)
-    return truth
-
-
-class _ProgressLine:
-    """Rewrites one line on stderr: events done, of how many, and events per second."""
-
-    def __init__(self, total: int):
-        self.total, self.started = total, time.perf_counter()
-
-    def __call__(self, done: int) -> None:
-        rate = done / max(time.perf_counter() - self.started, 1e-9)
-        print(f"\r{done:,}/{self.total:,} events  {rate:,.0f} events/s", end="", file=sys.stderr,
-              flush=True)
-
-    def finish(self) -> None:
-        print(f"\ndone in {time.perf_counter() - self.started:.1f} s", file=sys.stderr)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``recsys synthetic``: size, seed, output, and every :class:`ShopParams` field."""
-    parser.add_argument("--events", type=int, required=True, help="Events to write.")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed (>= 0).")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="JSON-lines file to write; the ground truth goes to <out>.truth/.")
-    parser.add_argument("--chunk-events", type=int, default=DEFAULT_CHUNK_EVENTS,
-                        help="Events drawn and held in memory at a time.")
-    for f in fields(ShopParams):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default),
-                            default=f.default, help=f.metadata["doc"])
-
-
-def run(args: argparse.Namespace, settings=None) -> int:
-    """Write the synthetic events and ground truth that ``args`` ask for; ``settings`` are not needed."""
-    params = ShopParams(**{f.name: getattr(args, f.name) for f in fields(ShopParams)})
-    progress = _ProgressLine(args.events)
-    truth = write_jsonl(args.out, args.events, seed=args.seed, params=params,
-                        chunk_events=args.chunk_events, progress=progress)
-    progress.finish()
-    print(f"{args.out}: {args.events:,} events, {truth.meta['n_users']:,} users, "
-          f"{truth.meta['n_sessions']:,} sessions; truth in {truth_dir(args.out)}", file=sys.stderr)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m batch.synthetic``: the same as ``recsys synthetic``."""
-    parser = argparse.ArgumentParser(prog="python -m batch.synthetic", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,12 @@
 """Fitting ALS and the pieces a model version is assembled from.
 
-:func:`fit_als` fits ``implicit``'s ALS on the confidence matrix;
-:func:`params_from_settings` gives :func:`batch.retrain.train_model` its
-parameters from the settings; the helpers check the events, put users and items
-in id order (so a model depends on the events alone, not on the order a file or
-a topic's partitions gave them in), count what was used and time each step.
-:class:`RetrainError` is raised when the input cannot make a model.
+:class:`TrainingParams` is everything a model depends on besides the events,
+read from the settings or from a saved model's meta.json; :func:`fit_als` fits
+``implicit``'s ALS on the confidence matrix; the helpers check the events, put
+users and items in id order (so a model depends on the events alone, not on the
+order a file or a topic's partitions gave them in), count what was used and
+time each step. :class:`RetrainError` is raised when the input cannot make a
+model.
 
 ALS is ``implicit``'s: the matrix holds c_ui = 1 + alpha * r_ui and
 ``implicit``'s own ``alpha`` stays 1.0 (see :mod:`batch.matrix`);
@@ -20,7 +21,8 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import ClassVar
 
 import implicit.cpu.als
 import numpy as np
@@ -35,14 +37,108 @@ class RetrainError(ValueError):
     """The input cannot make a model; the message says why. The store is left as it was."""
 
 
-def params_from_settings(settings) -> dict:
-    """Keyword arguments of :func:`train_model` taken from a :class:`shared.config.Settings`."""
-    return {"weights": SignalWeights.from_settings(settings),
-            "factors": settings.als_factors,
-            "regularization": settings.als_regularization,
-            "iterations": settings.als_iterations,
-            "similar_k": settings.similar_k,
-            "use_gpu": settings.als_use_gpu}
+#: How meta.json states the use of ``alpha`` (see the module docstring).
+CONFIDENCE = "c = 1 + alpha * r"
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Everything :func:`batch.retrain.train_model` makes a model from besides the events.
+
+    The same inputs and parameters give the same model, whatever
+    ``num_threads`` is; meta.json therefore records every field but
+    ``num_threads`` (:meth:`as_dict`), and :meth:`from_meta` reads them back.
+
+    Attributes
+    ----------
+    weights : SignalWeights
+        Event weights and alpha (c_ui = 1 + alpha * r_ui).
+    factors, regularization, iterations : int, float, int
+        ALS parameters (see :func:`fit_als`).
+    similar_k : int
+        Length of every neighbour list.
+    use_gpu : bool
+        Fit ALS on CUDA.
+    sequence_window : int
+        Steps within which an item counts as following another.
+    popularity_half_life_s : float
+        Recency weighting of popularity; 0 counts every event alike.
+    random_state : int
+        Seed of ALS's initial factors.
+    num_threads : int
+        ``implicit``'s threads; 0 = one per core.
+    """
+
+    weights: SignalWeights
+    factors: int
+    regularization: float
+    iterations: int
+    similar_k: int
+    use_gpu: bool = False
+    sequence_window: int = 5
+    popularity_half_life_s: float = 0.0
+    random_state: int = 0
+    num_threads: int = 0
+
+    #: The parameters a report's ``training`` holds and a ``--params`` file may set:
+    #: the ones evaluation chooses; the rest come from the settings.
+    REPORTED: ClassVar[tuple[str, ...]] = ("alpha", "factors", "regularization", "iterations",
+                                           "similar_k")
+
+    @property
+    def alpha(self) -> float:
+        """The confidence scale, ``weights.alpha``."""
+        return self.weights.alpha
+
+    @classmethod
+    def from_settings(cls, settings) -> TrainingParams:
+        """The parameters a :class:`shared.config.Settings` configures (the rest at their defaults)."""
+        return cls(weights=SignalWeights.from_settings(settings), factors=settings.als_factors,
+                   regularization=settings.als_regularization,
+                   iterations=settings.als_iterations, similar_k=settings.similar_k,
+                   use_gpu=settings.als_use_gpu)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> TrainingParams:
+        """The parameters a saved model was trained with (its meta.json; ``num_threads`` 0).
+
+        Raises
+        ------
+        ValueError
+            When meta.json does not record one of them.
+        """
+        params = meta.get("params", {})
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("weights", "num_threads")]
+        missing = [name for name in ["signal_weights", *names] if name not in params]
+        if missing:
+            raise ValueError(f"meta.json records no training parameter {', '.join(missing)}")
+        return cls(weights=SignalWeights(**params["signal_weights"]),
+                   **{name: params[name] for name in names})
+
+    def as_dict(self) -> dict:
+        """Plain values, for a model's meta.json (``params``); :meth:`from_meta` reads them back."""
+        return {"factors": self.factors, "regularization": self.regularization,
+                "iterations": self.iterations, "alpha": self.alpha,
+                "signal_weights": self.weights.as_dict(), "confidence": CONFIDENCE,
+                "similar_k": self.similar_k, "sequence_window": self.sequence_window,
+                "popularity_half_life_s": self.popularity_half_life_s,
+                "random_state": self.random_state, "use_gpu": self.use_gpu}
+
+    def reported(self) -> dict:
+        """The :data:`REPORTED` parameters by name, for an evaluation report's ``training``."""
+        return {name: getattr(self, name) for name in self.REPORTED}
+
+    def updated(self, values: dict) -> TrainingParams:
+        """These parameters with those :data:`REPORTED` that ``values`` names replaced.
+
+        Other keys are ignored, so a report's ``training`` or a ``--params``
+        file can be given as it is; ``alpha`` becomes a float, as the signal
+        weights hold it.
+        """
+        changes = {name: values[name] for name in self.REPORTED if name in values}
+        if "alpha" in changes:
+            changes["weights"] = dataclasses.replace(self.weights, alpha=float(changes.pop("alpha")))
+        return dataclasses.replace(self, **changes)
 
 
 def fit_als(user_items, *, factors: int, regularization: float, iterations: int,
@@ -89,7 +185,7 @@ class _UsedEvents:
     ts_ms: np.ndarray
 
     @classmethod
-    def of(cls, columns: EventColumns, interactions: Interactions) -> "_UsedEvents":
+    def of(cls, columns: EventColumns, interactions: Interactions) -> _UsedEvents:
         used = interactions.used
         if used.all():
             session, item, ts_ms = columns.session, columns.item, columns.ts_ms
@@ -106,7 +202,7 @@ class _UsedEvents:
 def _iso(ts_ms: int | None) -> str | None:
     if ts_ms is None:
         return None
-    return datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def _counts(columns: EventColumns, interactions: Interactions, events: _UsedEvents) -> dict:

@@ -50,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
                            "machine": platform.machine()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=evaluate._json_default) + "\n")
+    out.write_text(json.dumps(result, indent=2, default=evaluate.json_default) + "\n")
     markdown = evaluate.realtime_markdown(result)
     if args.report:
         folder = Path(args.report)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "report.json").write_text(
-            json.dumps(result, indent=2, default=evaluate._json_default) + "\n")
+            json.dumps(result, indent=2, default=evaluate.json_default) + "\n")
         (folder / "report.md").write_text("# Evaluation report\n\n" + markdown)
     print(markdown)
     log(f"eval_synthetic: {out}")

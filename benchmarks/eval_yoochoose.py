@@ -2,15 +2,15 @@
 
 Runs ``recsys evaluate`` (:func:`batch.evaluate.run`, nothing re-implemented)
 with the parameters ``recsys evaluate --tune train_tr.txt train_valid.txt``
-chose: the scoring parameters :data:`batch.evaluate.YOOCHOOSE_PARAMS` and the
-training parameters :data:`batch.evaluate.YOOCHOOSE_TRAINING`. ALS is fit on
-``train_full.txt``, ``test.txt`` is replayed through the worker's scoring
-path (next-item protocol), and HR@20 / MRR@20 are compared with
+chose, recorded in the profile ``profiles/yoochoose-tuned.toml``
+(:func:`batch.evaluate.load_profile`). ALS is fit on ``train_full.txt``,
+``test.txt`` is replayed through the worker's scoring path (next-item
+protocol), and HR@20 / MRR@20 are compared with
 
 - the peers' lists in ``peers/*.csv``, scored by the same code on the 387
   positions they cover, and
-- the data set README's figures for all 10,152 positions (session-rec's own
-  runs), which are published, not recomputed here.
+- the figures for all 10,152 positions in the data set's ``published.json``
+  (session-rec's own runs), which are published, not recomputed here.
 
 With ``--tune`` the parameters are chosen afresh on train_tr -> train_valid
 (several minutes) instead of taken from the record.
@@ -40,8 +40,8 @@ from shared.config import load_settings
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "eval-yoochoose.json"
 DATA = REFERENCE_DATA_DIR / "yoochoose-100k"
-#: Positions of the data set README's second table (every test position).
-PUBLISHED_POSITIONS = 10152
+#: The profile that records what ``recsys evaluate --tune`` chose on yoochoose-100k.
+PROFILE = "yoochoose-tuned"
 METRICS = ("hr@20", "mrr@20", "positions")
 
 
@@ -51,8 +51,9 @@ def recorded_params(report_dir: Path) -> dict:
     The tuning record of an earlier report in ``report_dir`` comes along when
     it chose exactly these parameters, so the new report still says how.
     """
-    params = {"scoring_params": evaluate.YOOCHOOSE_PARAMS.as_dict(),
-              "training": dict(evaluate.YOOCHOOSE_TRAINING)}
+    profile = evaluate.load_profile(PROFILE)
+    params = {"scoring_params": profile.scoring.as_dict(),
+              "training": profile.training.reported()}
     earlier = report_dir / "report.json"
     if earlier.is_file():
         tuning = json.loads(earlier.read_text()).get("tuning")
@@ -75,8 +76,10 @@ def summary(report: dict, *, tuned_here: bool, seconds: float, report_dir: Path)
     nxt = report["next_item"]
     tuning = report.get("tuning") or {}
     scoring, training = report["scoring_params"], report["training"]
-    recorded = (scoring == evaluate.YOOCHOOSE_PARAMS.as_dict()
-                and training == dict(evaluate.YOOCHOOSE_TRAINING))
+    profile = evaluate.load_profile(PROFILE)
+    recorded = (scoring == profile.scoring.as_dict()
+                and training == profile.training.reported())
+    published = evaluate.published_figures(Path(report["data"]["test"]).parent)
     how = tuning.get("how") or ("recsys evaluate --tune on train_tr -> train_valid; "
                                 "the test set was not read")
     return {
@@ -86,9 +89,9 @@ def summary(report: dict, *, tuned_here: bool, seconds: float, report_dir: Path)
                      "20 is scored against the session's next item; items unknown to the "
                      "model stay in the denominator"),
         "all": {**pick(nxt["all"]), "coverage": nxt["coverage"], "peers": {
-            name: {"hr@20": hr, "mrr@20": mrr, "positions": PUBLISHED_POSITIONS,
+            name: {**figures, "positions": published.positions,
                    "figures": "published (data set README, session-rec's own code), not recomputed"}
-            for name, (hr, mrr) in evaluate.YOOCHOOSE_PUBLISHED_ALL.items()}},
+            for name, figures in published.methods.items()}},
         "peer_positions": {**pick(nxt["peer_positions"]), "peers": {
             name: {**pick(m),
                    "figures": "recomputed from peers/*.csv by batch.evaluate.score_lists"}
@@ -96,7 +99,7 @@ def summary(report: dict, *, tuned_here: bool, seconds: float, report_dir: Path)
         "params": {
             "scoring": scoring, "training": training,
             "source": ("chosen afresh by this run (--tune)" if tuned_here else
-                       "recorded: batch.evaluate.YOOCHOOSE_PARAMS and YOOCHOOSE_TRAINING"),
+                       f"recorded: profiles/{PROFILE}.toml"),
             "equal_to_recorded": recorded,
             "how_chosen": how,
             "start": tuning.get("start"),

@@ -32,10 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "faults")]
 
+import scenarios  # noqa: E402
+
 from shared.broker import ephemeral_broker  # noqa: E402
 from shared.config import load_settings  # noqa: E402
-
-import scenarios  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "faults.json"
 

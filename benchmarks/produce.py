@@ -32,13 +32,13 @@ import platform
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from confluent_kafka import Producer
 
-from batch.produce import producer_config, produce_events, synthetic_events
+from batch.produce import produce_events, producer_config, synthetic_events
 from shared.broker import KAFKA_VERSION, ephemeral_broker
 from shared.config import load_settings
 from shared.events import parse_event

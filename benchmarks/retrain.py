@@ -28,8 +28,9 @@ import implicit.cpu.als
 from threadpoolctl import threadpool_limits
 
 from batch.matrix import build_interactions
-from batch.retrain import params_from_settings, retrain
+from batch.retrain import retrain
 from batch.synthetic import generate_columns
+from batch.training import TrainingParams
 from shared.config import load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "retrain.json"
@@ -41,13 +42,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bare_fit_seconds(columns, params: dict) -> float:
+def bare_fit_seconds(columns, params: TrainingParams) -> float:
     """Seconds of ``implicit``'s fit alone on the retrain's matrix, same parameters."""
-    user_items = build_interactions(columns, params["weights"]).user_items
+    user_items = build_interactions(columns, params.weights).user_items
     with threadpool_limits(1, "blas"):
         als = implicit.cpu.als.AlternatingLeastSquares(
-            factors=params["factors"], regularization=params["regularization"], alpha=1.0,
-            iterations=params["iterations"], random_state=0)
+            factors=params.factors, regularization=params.regularization, alpha=1.0,
+            iterations=params.iterations, random_state=0)
         started = time.perf_counter()
         als.fit(user_items, show_progress=False)
         return time.perf_counter() - started
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    params = params_from_settings(load_settings())
+    params = TrainingParams.from_settings(load_settings())
 
     started = time.perf_counter()
     columns, _ = generate_columns(args.events, seed=args.seed)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         model, _ = retrain(columns, store, keep_versions=1, progress=True,
                            source={"kind": "synthetic", "events": args.events, "seed": args.seed},
-                           **params)
+                           params=params)
         wall_s = time.perf_counter() - started
 
     counts = model.meta["counts"]

@@ -12,10 +12,10 @@ state is then scored, BLAS held to one thread:
 
 Two parameter sets: ``paper`` (the defaults: similar items of the query item,
 blend 0.5, min-max) and ``sessions`` (every source, with decays and a window:
-``batch.evaluate.YOOCHOOSE_PARAMS``). Each figure is the best of ``--repeat``
-passes over all events; ``cost_ratio`` is the cost per event over the
-baseline's (below 1: cheaper). Every batched list is checked to equal the
-baseline's, bit for bit. Writes ``benchmarks/results/scoring.json``::
+the scoring parameters of ``profiles/yoochoose-tuned.toml``). Each figure is
+the best of ``--repeat`` passes over all events; ``cost_ratio`` is the cost
+per event over the baseline's (below 1: cheaper). Every batched list is
+checked to equal the baseline's, bit for bit. Writes ``benchmarks/results/scoring.json``::
 
     python benchmarks/scoring.py [--train-events 500000] [--events 20000] [--repeat 5]
 """
@@ -38,13 +38,23 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from batch.evaluate import YOOCHOOSE_PARAMS  # noqa: E402
-from batch.retrain import params_from_settings, retrain  # noqa: E402
-from batch.synthetic import ShopParams, generate_columns, write_jsonl  # noqa: E402
+from batch.evaluate import load_profile  # noqa: E402
+from batch.retrain import retrain  # noqa: E402
+from batch.synthetic import ShopParams, generate_columns  # noqa: E402
+from batch.synthetic_file import write_jsonl  # noqa: E402
+from batch.training import TrainingParams  # noqa: E402
 from shared.config import load_settings  # noqa: E402
 from shared.events import parse_event  # noqa: E402
-from shared.scoring import (History, ScoringParams, Session, add_to_history,  # noqa: E402
-                            add_to_session, prepare, score_event, score_events)
+from shared.scoring import (  # noqa: E402
+    History,
+    ScoringParams,
+    Session,
+    add_to_history,
+    add_to_session,
+    prepare,
+    score_event,
+    score_events,
+)
 from shared.signals import SignalWeights  # noqa: E402
 
 BATCH_SIZES = (1, 16, 64, 256)
@@ -124,8 +134,8 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="recsys-bench-scoring-"))
     try:
         columns, _ = generate_columns(args.train_events, seed=1)
-        model, _ = retrain(columns, work / "models", progress=False,
-                           **params_from_settings(settings))
+        model, _ = retrain(columns, work / "models", params=TrainingParams.from_settings(settings),
+                           progress=False)
         shop = ShopParams()
         write_jsonl(work / "events.jsonl", args.events, seed=2,
                     params=dataclasses.replace(shop, n_users=shop.users_for(args.train_events)))
@@ -133,7 +143,7 @@ def main(argv=None) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     weights = SignalWeights.from_meta(model.meta) or SignalWeights.from_settings(settings)
-    configs = {"paper": ScoringParams(), "sessions": YOOCHOOSE_PARAMS}
+    configs = {"paper": ScoringParams(), "sessions": load_profile("yoochoose-tuned").scoring}
     prepare(model)
     results, history_items = {}, {}
     with threadpool_limits(1):

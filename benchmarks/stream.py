@@ -37,8 +37,9 @@ from confluent_kafka import Consumer, Producer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from batch.retrain import params_from_settings, retrain  # noqa: E402
+from batch.retrain import retrain  # noqa: E402
 from batch.synthetic import generate_columns, write_jsonl  # noqa: E402
+from batch.training import TrainingParams  # noqa: E402
 from shared.broker import KAFKA_VERSION, ephemeral_broker, free_port  # noqa: E402
 from shared.config import load_settings  # noqa: E402
 from shared.topics import TopicSpec, ensure_topics  # noqa: E402
@@ -132,7 +133,7 @@ def worker_env(bootstrap: str, run: str, store: Path, tables: Path) -> dict:
 
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", "stream", "--loglevel", "warn"],
+    return subprocess.Popen([sys.executable, "-m", "recsys", "stream", "--loglevel", "warn"],
                             env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -271,7 +272,7 @@ def main(argv=None) -> None:
             bootstrap = stack.enter_context(ephemeral_broker(home)).bootstrap
         store = work / "models"
         columns, _ = generate_columns(args.train_events, seed=1)
-        retrain(columns, store, progress=False, **params_from_settings(settings))
+        retrain(columns, store, params=TrainingParams.from_settings(settings), progress=False)
         messages = synthetic_messages(args.events, seed=2, work=work)
         print(f"{len(messages):,} events ready", file=sys.stderr)
         baseline = bench_baseline(bootstrap, messages)

@@ -29,10 +29,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from shared.config import Settings
 
 KAFKA_VERSION = "3.9.1"
 _DIST = resources.files("shared") / "kafka_dist"
@@ -306,11 +309,26 @@ def ephemeral_broker(home: Path, *, sasl_users: dict[str, str] | None = None):
     (name -> password) it also opens a SASL_PLAINTEXT listener for them on a
     free port (:attr:`LocalBroker.sasl_bootstrap`).
     """
-    sasl = dict(sasl_port=free_port(), sasl_users=tuple(sasl_users.items())) if sasl_users else {}
-    broker = LocalBroker(home=home, port=free_port(), controller_port=free_port(), **sasl)
+    broker = LocalBroker(home=home, port=free_port(), controller_port=free_port(),
+                         sasl_port=free_port() if sasl_users else None,
+                         sasl_users=tuple(sasl_users.items()) if sasl_users else ())
     print(broker.start(), file=sys.stderr)
     try:
         yield broker
     finally:
         broker.stop()
         shutil.rmtree(broker.state_dir, ignore_errors=True)
+
+
+def local_broker(settings: Settings) -> LocalBroker:
+    """The project's own broker as configured (``RECSYS_KAFKA_HOME``, ``RECSYS_KAFKA_PORT``)."""
+    return LocalBroker(home=Path(settings.kafka_home).expanduser(), port=settings.kafka_port)
+
+
+def ensure_broker(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
+    """Bootstrap servers to use: ``KAFKA_BOOTSTRAP`` when set, else the local broker (started)."""
+    if "KAFKA_BOOTSTRAP" in environ:
+        return settings.kafka_bootstrap
+    broker = local_broker(settings)
+    print(broker.start(), file=sys.stderr)
+    return broker.bootstrap

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+from shared.events import DEFAULT_LIMITS, EventLimits
 
 
 class ConfigError(ValueError):
@@ -112,17 +115,17 @@ class Settings:
 
     # --- Events ------------------------------------------------------------
     max_event_bytes: int = _setting(
-        "RECSYS_MAX_EVENT_BYTES", 16384, "Events larger than this go to the dead-letter topic.",
-        check=_positive)
+        "RECSYS_MAX_EVENT_BYTES", DEFAULT_LIMITS.max_bytes,
+        "Events larger than this go to the dead-letter topic.", check=_positive)
     max_dwell_ms: int = _setting(
-        "RECSYS_MAX_DWELL_MS", 6 * 3600 * 1000, "Largest believable dwell time of one view.",
-        check=_positive)
-    max_price: float = _setting("RECSYS_MAX_PRICE", 1e7, "Largest believable price.",
-                                check=_positive)
-    max_quantity: int = _setting("RECSYS_MAX_QUANTITY", 10000, "Largest believable quantity.",
-                                 check=_positive)
+        "RECSYS_MAX_DWELL_MS", DEFAULT_LIMITS.max_dwell_ms,
+        "Largest believable dwell time of one view.", check=_positive)
+    max_price: float = _setting("RECSYS_MAX_PRICE", DEFAULT_LIMITS.max_price,
+                                "Largest believable price.", check=_positive)
+    max_quantity: int = _setting("RECSYS_MAX_QUANTITY", DEFAULT_LIMITS.max_quantity,
+                                 "Largest believable quantity.", check=_positive)
     max_id_chars: int = _setting(
-        "RECSYS_MAX_ID_CHARS", 128,
+        "RECSYS_MAX_ID_CHARS", DEFAULT_LIMITS.max_id_chars,
         "Longest event, user, session and item id, in characters (a UUID has 36, a hex "
         "SHA-256 64). It bounds the users row: with the other defaults a row holds at most "
         "about 920 ids (history, purchases, recent event ids, two sessions' items and "
@@ -130,12 +133,12 @@ class Settings:
         "within Kafka's 1 MiB changelog messages.",
         check=_positive)
     max_category_chars: int = _setting(
-        "RECSYS_MAX_CATEGORY_CHARS", 128,
+        "RECSYS_MAX_CATEGORY_CHARS", DEFAULT_LIMITS.max_category_chars,
         "Longest category, in characters: a category path such as "
         "'home/kitchen/cookware/pans' is far shorter; a category is a lookup key like an "
         "item id, so it gets the same bound.", check=_positive)
     max_clock_skew_s: float = _setting(
-        "RECSYS_MAX_CLOCK_SKEW_S", 86_400.0,
+        "RECSYS_MAX_CLOCK_SKEW_S", DEFAULT_LIMITS.max_clock_skew_s,
         "How far an event's ts may be ahead of the worker's clock, in seconds; later events "
         "go to the dead-letter topic. One day covers drifting device clocks and local time "
         "sent as if it were UTC (at most 14 h ahead); an event further ahead comes from a "
@@ -289,6 +292,14 @@ class Settings:
         """(field, env name, current value, meaning) for every setting."""
         return [(f.name, f.metadata["env"], getattr(self, f.name), f.metadata["doc"])
                 for f in dataclasses.fields(self)]
+
+    def event_limits(self) -> EventLimits:
+        """The bounds :func:`shared.events.parse_event` checks, as configured here."""
+        return EventLimits(max_bytes=self.max_event_bytes, max_dwell_ms=self.max_dwell_ms,
+                           max_price=self.max_price, max_quantity=self.max_quantity,
+                           max_id_chars=self.max_id_chars,
+                           max_category_chars=self.max_category_chars,
+                           max_clock_skew_s=self.max_clock_skew_s)
 
 
 def _parse(raw: str, kind: type, env: str) -> Any:

@@ -53,9 +53,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from shared.config import ConfigError, Settings, load_settings
 
@@ -154,6 +155,7 @@ class KafkaSecurity:
             return None
         import faust
 
+        credentials: faust.SASLCredentials | faust.SSLCredentials
         if self.sasl:
             credentials = faust.SASLCredentials(
                 username=self.username, password=self.password, mechanism=self.mechanism,
@@ -161,7 +163,9 @@ class KafkaSecurity:
         else:
             credentials = faust.SSLCredentials(self.ssl_context())
         assert credentials.protocol.value == self.protocol, (credentials.protocol, self.protocol)
-        credentials.kafka_security = self
+        # Faust's credential classes declare no such attribute; from_faust_credentials reads
+        # it back with getattr.
+        setattr(credentials, "kafka_security", self)
         return credentials
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -193,7 +197,7 @@ class KafkaSecurity:
         return context
 
 
-def from_settings(settings: Settings, environ: Optional[Mapping[str, str]] = None
+def from_settings(settings: Settings, environ: Mapping[str, str] | None = None
                   ) -> KafkaSecurity:
     """The security ``settings`` describe, with the passwords from ``environ``
     (default ``os.environ``) or their files.
@@ -253,7 +257,7 @@ def from_settings(settings: Settings, environ: Optional[Mapping[str, str]] = Non
     return security
 
 
-def from_environ(environ: Optional[Mapping[str, str]] = None) -> KafkaSecurity:
+def from_environ(environ: Mapping[str, str] | None = None) -> KafkaSecurity:
     """The security of the process environment (default ``os.environ``).
 
     Reads only the security variables (parsed and checked as :func:`load_settings`
@@ -265,13 +269,13 @@ def from_environ(environ: Optional[Mapping[str, str]] = None) -> KafkaSecurity:
     return from_settings(load_settings({k: v for k, v in environ.items() if k in names}), environ)
 
 
-def resolve(security: Optional[KafkaSecurity]) -> KafkaSecurity:
+def resolve(security: KafkaSecurity | None) -> KafkaSecurity:
     """``security`` when given, else :func:`from_environ`: what a function that builds a
     client uses when its caller does not say how to connect."""
     return from_environ() if security is None else security
 
 
-def from_faust_credentials(credentials, ssl_context: Optional[ssl.SSLContext] = None
+def from_faust_credentials(credentials, ssl_context: ssl.SSLContext | None = None
                            ) -> KafkaSecurity:
     """The security a Faust app's ``broker_credentials`` (and ``ssl_context``) stand for.
 

@@ -1,5 +1,8 @@
 """Save, verify and load model versions: ``<store>/<version>/`` with ``.npy`` files and meta.json.
 
+One module, past 500 lines, because saving, verifying and loading are one
+format: each check that loading makes is the counterpart of a step of saving.
+
 A version is written under a hidden temporary name and renamed into place,
 so a reader sees a whole version or none. ``meta.json`` records, besides the
 training metadata, the dtype, shape and sha256 of every array file. Nothing
@@ -46,7 +49,7 @@ import secrets
 import shutil
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +84,11 @@ class ModelError(Exception):
 
 def new_version(now: datetime | None = None) -> str:
     """A version name for a model made at ``now`` (default: the current UTC time)."""
-    now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).strftime(_VERSION_TIME)
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).strftime(_VERSION_TIME)
 
 
-def version_time(version: str) -> datetime:
+def version_time(version: object) -> datetime:
     """The UTC time a version name gives.
 
     Raises
@@ -98,7 +101,7 @@ def version_time(version: str) -> datetime:
     if not isinstance(version, str) or not _VERSION.match(version):
         raise ModelError(f"version {version!r} is not of the form 20261127T150102Z-123456")
     try:
-        return datetime.strptime(version, _VERSION_TIME).replace(tzinfo=timezone.utc)
+        return datetime.strptime(version, _VERSION_TIME).replace(tzinfo=UTC)
     except ValueError:
         raise ModelError(f"version {version!r} is not a real UTC time") from None
 
@@ -305,8 +308,8 @@ def remove_abandoned_temps(store_dir: str | os.PathLike) -> list[str]:
     return removed
 
 
-def _not_ahead(version: str, when: datetime) -> datetime:
-    if when > datetime.now(timezone.utc) + CLOCK_SKEW:
+def _not_ahead(version: object, when: datetime) -> datetime:
+    if when > datetime.now(UTC) + CLOCK_SKEW:
         raise ModelError(f"version {version}: creation time {when.isoformat()} lies in the "
                          f"future (more than {CLOCK_SKEW.total_seconds() / 3600:g} h ahead "
                          f"of this clock)")

@@ -34,7 +34,7 @@ class SignalWeights:
     alpha: float
 
     @classmethod
-    def from_settings(cls, settings) -> "SignalWeights":
+    def from_settings(cls, settings) -> SignalWeights:
         """Take the weights from a :class:`shared.config.Settings`."""
         return cls(view=settings.weight_view, dwell=settings.weight_dwell,
                    dwell_cap_ms=settings.dwell_cap_ms, click=settings.weight_click,
@@ -42,7 +42,7 @@ class SignalWeights:
                    alpha=settings.alpha)
 
     @classmethod
-    def from_meta(cls, meta: dict) -> "SignalWeights | None":
+    def from_meta(cls, meta: dict) -> SignalWeights | None:
         """The weights a model was trained with (its ``meta.json``), or None if not recorded."""
         recorded = meta.get("params", {}).get("signal_weights")
         return cls(**recorded) if recorded else None

@@ -80,13 +80,13 @@ class StateRule:
     dedup_max_ids: int = _DEFAULTS.dedup_max_ids
 
     @classmethod
-    def from_settings(cls, settings) -> "StateRule":
+    def from_settings(cls, settings) -> StateRule:
         """The rule as configured (:class:`shared.config.Settings`)."""
         return cls(SignalWeights.from_settings(settings), settings.history_max,
                    settings.decay_half_life_s, settings.session_max, settings.user_sessions,
                    settings.dedup_window_s, settings.dedup_max_ids)
 
-    def with_weights(self, weights: SignalWeights | None) -> "StateRule":
+    def with_weights(self, weights: SignalWeights | None) -> StateRule:
         """The same rule with a model's signal weights (unchanged when it recorded none)."""
         return self if weights is None else replace(self, weights=weights)
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -47,11 +46,11 @@ from mode import CrashingSupervisor
 
 from shared import kafka_security
 from shared.events import Event, EventError, check_key, parse_event
-from shared.messages import (MessageError, dead_letter, parse_model_update,
-                             recommendation_message)
+from shared.messages import MessageError, dead_letter, parse_model_update
 from shared.scoring import History, Recommendation, Session, add_shown, score_events
 from shared.state import StateRule, apply_event, decode_user, encode_user, with_session
 from stream.app import app, events_topic, limits, models, scoring, settings, users
+from stream.lists import LatestLists, recommendation_for
 from stream.metrics import WorkerMetrics
 from stream.tables import RowCache
 
@@ -63,36 +62,9 @@ PROCESSING_ERROR = "processing_error"
 #: How often a pending micro-batch is checked for an agent waiting on an empty queue.
 BATCH_WAIT_S = 0.005
 
-
-class LatestLists:
-    """The latest list sent per user (message bytes), the most recent ``size`` users.
-
-    >>> latest = LatestLists(2)
-    >>> latest.put("a", b"1"); latest.put("b", b"2"); latest.put("a", b"3"); latest.put("c", b"4")
-    >>> latest.get("a"), latest.get("b"), latest.get("c")
-    (b'3', None, b'4')
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self._lists: OrderedDict[str, bytes] = OrderedDict()
-
-    def put(self, user_id: str, value: bytes) -> None:
-        """Remember ``value`` as ``user_id``'s latest list."""
-        lists = self._lists
-        lists[user_id] = value
-        lists.move_to_end(user_id)
-        if len(lists) > self.size:
-            lists.popitem(last=False)
-
-    def get(self, user_id: str) -> bytes | None:
-        """The latest list sent for ``user_id``, or None."""
-        return self._lists.get(user_id)
-
-
+#: The latest list sent per user, served by /recommendations/ (stream.views).
 latest = LatestLists(settings.latest_lists)
-
-
+#: The users table with its decoded rows cached in front (stream.tables.RowCache).
 user_rows = RowCache(users, decode_user, encode_user, settings.row_cache)
 
 
@@ -110,15 +82,6 @@ class _Rules:
 
 
 rules = _Rules(StateRule.from_settings(settings))
-
-
-def recommendation_for(event: Event, rec: Recommendation | None, model, version) -> bytes:
-    """The ``recommendations`` message for ``event``; an empty ``no_model`` list before any model."""
-    items = [] if rec is None else list(zip(rec.item_ids(model), rec.scores.tolist()))
-    return recommendation_message(
-        user_id=event.user_id, session_id=event.session_id, event_id=event.event_id,
-        query_item_id=event.item_id, items=items,
-        strategy="no_model" if rec is None else rec.strategy, model_version=version)
 
 
 @dataclass(slots=True)

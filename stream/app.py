@@ -19,18 +19,17 @@ import faust
 
 from shared import kafka_security
 from shared.config import load_settings
-from shared.events import EventLimits
 from shared.scoring import ScoringParams
 from shared.signals import SignalWeights
 from stream import faust_fixes, kafka_producer
-from stream.model_cache import ModelCache
 from stream.membership import group_instance_id
+from stream.model_cache import ModelCache
 from stream.tables import changelog_table
 
 faust_fixes.install()
 kafka_producer.install()
 settings = load_settings()
-limits = EventLimits.from_settings(settings)
+limits = settings.event_limits()
 weights = SignalWeights.from_settings(settings)
 scoring = ScoringParams.from_settings(settings)
 models = ModelCache(settings.model_dir)

@@ -66,7 +66,8 @@ against (:data:`FAUST_VERSION`, :data:`AIOKAFKA_VERSION`).
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Optional, cast
+from collections.abc import AsyncIterator
+from typing import cast
 
 import aiokafka
 import faust
@@ -140,7 +141,7 @@ async def _drain_messages(self, fetcher: Service) -> None:  # pragma: no cover (
         unset_flag(CONSUMER_FETCHING)
 
 
-def _state(consumer) -> "_SeekState":
+def _state(consumer) -> _SeekState:
     try:
         return consumer._recsys_seek_state
     except AttributeError:
@@ -245,7 +246,7 @@ async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         await asyncio.sleep(0)
 
 
-def _new_offset(self, tp: TP) -> Optional[int]:
+def _new_offset(self, tp: TP) -> int | None:
     """Change 3c: the offset to commit for ``tp``, or None.
 
     The end of the run of acknowledged (or non-existent) offsets that starts

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any, Awaitable, Callable, Mapping, Optional
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import confluent_kafka
 from aiokafka.partitioner import murmur2
@@ -62,7 +63,7 @@ class ProducerError(Exception):
 class Producer(BaseProducer):
     """Faust's producer interface, backed by ``confluent_kafka.Producer``."""
 
-    _producer: Optional[confluent_kafka.Producer] = None
+    _producer: confluent_kafka.Producer | None = None
 
     def __post_init__(self) -> None:
         self._delivered: collections.deque = collections.deque()
@@ -121,7 +122,7 @@ class Producer(BaseProducer):
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     def _resolve(self) -> None:
@@ -145,8 +146,8 @@ class Producer(BaseProducer):
         for hook in self._after_deliveries:
             hook()
 
-    def _try_produce(self, topic: str, key: Optional[bytes], value: Optional[bytes],
-                     partition: Optional[int], on_delivery: Callable[[Any, Any], None],
+    def _try_produce(self, topic: str, key: bytes | None, value: bytes | None,
+                     partition: int | None, on_delivery: Callable[[Any, Any], None],
                      **options) -> bool:
         """Hand one message to librdkafka; False when its queue is full."""
         delivered, generation = self._delivered, self._generation
@@ -162,8 +163,8 @@ class Producer(BaseProducer):
             self._wake.set()
         return True
 
-    def produce(self, topic: str, key: Optional[bytes], value: Optional[bytes],
-                partition: Optional[int], on_delivery: Callable[[Any, Any], None]) -> None:
+    def produce(self, topic: str, key: bytes | None, value: bytes | None,
+                partition: int | None, on_delivery: Callable[[Any, Any], None]) -> None:
         """Hand one message to librdkafka; ``on_delivery(err, msg)`` runs on the event loop.
 
         For callers that cannot await (a table write): when librdkafka's
@@ -176,9 +177,9 @@ class Producer(BaseProducer):
         """Call ``hook()`` after each round of delivery callbacks (to persist offsets once)."""
         self._after_deliveries.append(hook)
 
-    async def send(self, topic: str, key: Optional[bytes], value: Optional[bytes],
-                   partition: Optional[int], timestamp: Optional[float],
-                   headers: Any, *, transactional_id: Optional[str] = None
+    async def send(self, topic: str, key: bytes | None, value: bytes | None,
+                   partition: int | None, timestamp: float | None,
+                   headers: Any, *, transactional_id: str | None = None
                    ) -> Awaitable[RecordMetadata]:
         """Hand one message to librdkafka; the future resolves when the broker has it."""
         if transactional_id:
@@ -208,9 +209,9 @@ class Producer(BaseProducer):
             await asyncio.sleep(POLL_INTERVAL_S)
         return future
 
-    async def send_and_wait(self, topic: str, key: Optional[bytes], value: Optional[bytes],
-                            partition: Optional[int], timestamp: Optional[float],
-                            headers: Any, *, transactional_id: Optional[str] = None
+    async def send_and_wait(self, topic: str, key: bytes | None, value: bytes | None,
+                            partition: int | None, timestamp: float | None,
+                            headers: Any, *, transactional_id: str | None = None
                             ) -> RecordMetadata:
         """Send one message and wait until the broker has it."""
         future = await self.send(topic, key, value, partition, timestamp, headers,
@@ -241,9 +242,9 @@ class Producer(BaseProducer):
         return TP(topic, (murmur2(key) & 0x7FFFFFFF) % count)
 
     async def create_topic(self, topic: str, partitions: int, replication: int, *,
-                           config: Optional[Mapping[str, Any]] = None, timeout: Any = 30.0,
-                           retention: Any = None, compacting: Optional[bool] = None,
-                           deleting: Optional[bool] = None,
+                           config: Mapping[str, Any] | None = None, timeout: Any = 30.0,
+                           retention: Any = None, compacting: bool | None = None,
+                           deleting: bool | None = None,
                            ensure_created: bool = False) -> None:
         """Create a topic Faust declares (its changelogs, repartition topics) if missing."""
         topic_config = {key: str(value) for key, value in (config or {}).items()}

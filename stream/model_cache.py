@@ -17,8 +17,7 @@ import re
 from pathlib import Path
 
 from shared.model import Model
-from shared.model_store import (ModelError, created_at, creation_time, load_model, version_time,
-                                versions)
+from shared.model_store import ModelError, created_at, creation_time, load_model, version_time, versions
 from shared.scoring import prepare
 from shared.signals import SignalWeights
 
@@ -96,7 +95,7 @@ class ModelCache:
         """
         try:
             return version == self.version or self._swap_in(version, path)
-        except Exception as exc:  # noqa: BLE001 - any failure refuses the version, never the worker
+        except Exception as exc:
             self._refuse(version, path, exc)
             return False
 
@@ -144,7 +143,7 @@ class ModelCache:
         try:
             text = str(exc) if isinstance(exc, ModelError) else (
                 f"{version}: {type(exc).__name__} while loading or preparing: {exc}")
-        except Exception:  # noqa: BLE001 - an exception whose text cannot be made
+        except Exception:
             text = f"{version}: {type(exc).__name__} while loading or preparing"
         for store in self._store_spellings():
             text = text.replace(store.rstrip(os.sep) + os.sep, "")

@@ -6,7 +6,6 @@ import sys
 
 from threadpoolctl import threadpool_limits
 
-
 #: Cyclic collector thresholds of the worker (CPython's default: 700, 10, 10).
 GC_THRESHOLDS = (50_000, 20, 100)
 
@@ -41,7 +40,7 @@ def add_arguments(parser) -> None:
 
 def run(args, settings) -> int:
     """Create the topics, load the newest model, and run a worker until it is stopped."""
-    from shared.cli import ensure_broker
+    from shared.broker import ensure_broker
     from shared.topics import TopicSpec, ensure_topics, project_topics
 
     bootstrap = ensure_broker(settings)

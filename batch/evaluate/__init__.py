@@ -28,6 +28,10 @@ training time, to show what real-time updating is worth.
 
 Hyper-parameters are chosen with :func:`tune` on a training part and a later
 validation part (never on the test set), and the report says which and how.
+What was chosen for a data set is kept as a settings profile,
+``profiles/<name>.toml`` (:func:`load_profile`), and the figures peers
+published for it as ``published.json`` beside its ``peers/`` folder
+(:func:`published_figures`), which the report shows beside its own.
 
 Modules
 -------
@@ -40,10 +44,12 @@ Modules
 :mod:`batch.evaluate.synthetic`
     Real-time fold-in against stale user vectors on the synthetic shop.
 :mod:`batch.evaluate.protocols`
-    The original project's protocol and the yoochoose-100k figures and
-    parameters (``YOOCHOOSE_*``).
+    The original project's protocol.
+:mod:`batch.evaluate.dataset_files`
+    Published figures and tuned profiles, read from their files.
 :mod:`batch.evaluate.tuning`
-    Tuning of the scoring and training parameters, ablations and the fit.
+    Tuning of the scoring and training parameters
+    (:class:`~batch.training.TrainingParams`), ablations and the fit.
 :mod:`batch.evaluate.report`
     report.json, report.md and the plots.
 :mod:`batch.evaluate.cli`
@@ -62,21 +68,21 @@ from __future__ import annotations
 import numpy as np  # noqa: F401  (the example above uses it)
 
 from batch.evaluate.cli import add_arguments, chosen_by, main, params_from_json, run
+from batch.evaluate.dataset_files import (PROFILES_DIR, PUBLISHED_FILE, Profile, Published,
+                                          load_profile, published_figures)
 from batch.evaluate.metrics import (DIGITS, KS, MAP_K, average_precision_at, coverage,
                                     metrics_from_ranks, rank_of)
 from batch.evaluate.peers import (Positions, next_item_truth, read_peer_lists, read_peers,
                                   score_lists, session_order)
-from batch.evaluate.protocols import (YOOCHOOSE_PARAMS, YOOCHOOSE_PUBLISHED_ALL,
-                                      YOOCHOOSE_TRAINING, evaluate_original, first_event_queries)
+from batch.evaluate.protocols import evaluate_original, first_event_queries
 from batch.evaluate.replay import Replay, replay_next_item, write_lists
-from batch.evaluate.report import _json_default, write_report
+from batch.evaluate.report import json_default, write_report
 from batch.evaluate.synthetic import (GROUPS, SYNTHETIC_EVENTS, SYNTHETIC_SEED,
                                       SYNTHETIC_TRAIN_SHARE, batch_user_factors, preferred_share,
                                       realtime_markdown, realtime_vs_stale, shopper_groups,
                                       split_by_time, user_histories)
-from batch.evaluate.tuning import (TRAIN_GRID, TRAINING_KEYS, TUNE_GRID, TUNE_START_SOURCES,
-                                   ablations, fit, objective, training_from_settings, tune,
-                                   tune_start, tune_training)
+from batch.evaluate.tuning import (TRAIN_GRID, TUNE_GRID, TUNE_START_SOURCES, ablations, fit,
+                                   objective, tune, tune_start, tune_training)
 
 __all__ = [
     # metrics
@@ -91,13 +97,14 @@ __all__ = [
     "batch_user_factors", "split_by_time", "preferred_share", "shopper_groups",
     "realtime_vs_stale", "realtime_markdown",
     # protocols
-    "first_event_queries", "evaluate_original", "YOOCHOOSE_PUBLISHED_ALL", "YOOCHOOSE_PARAMS",
-    "YOOCHOOSE_TRAINING",
+    "first_event_queries", "evaluate_original",
+    # dataset files
+    "PROFILES_DIR", "PUBLISHED_FILE", "Profile", "Published", "load_profile", "published_figures",
     # tuning
-    "objective", "TUNE_START_SOURCES", "tune_start", "TUNE_GRID", "tune", "TRAIN_GRID",
-    "TRAINING_KEYS", "training_from_settings", "fit", "tune_training", "ablations",
+    "objective", "TUNE_START_SOURCES", "tune_start", "TUNE_GRID", "tune", "TRAIN_GRID", "fit",
+    "tune_training", "ablations",
     # report
-    "write_report",
+    "write_report", "json_default",
     # command line
     "add_arguments", "params_from_json", "chosen_by", "run", "main",
 ]

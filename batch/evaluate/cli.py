@@ -3,28 +3,30 @@
 The command line: :func:`add_arguments` and :func:`run` (what ``recsys
 evaluate`` calls), the ``--params`` file (:func:`params_from_json`,
 :func:`chosen_by`), the ``--tune`` step on a training and a validation file,
-and :func:`main` (``python -m batch.evaluate``).
+and :func:`main` (``python -m batch.evaluate``). A ``published.json`` in the
+folder that holds the ``--peers`` folder (see
+:mod:`batch.evaluate.dataset_files`) puts the peers' published figures in the
+report beside the recomputed ones.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from batch.evaluate.dataset_files import published_figures
 from batch.evaluate.peers import next_item_truth, read_peers, score_lists
-from batch.evaluate.protocols import YOOCHOOSE_PUBLISHED_ALL, evaluate_original
+from batch.evaluate.protocols import evaluate_original
 from batch.evaluate.replay import replay_next_item, write_lists
 from batch.evaluate.report import write_report
-from batch.evaluate.tuning import (TRAIN_GRID, TRAINING_KEYS, TUNE_GRID, _settings_or_default,
-                                   ablations, fit, training_from_settings, tune, tune_start,
-                                   tune_training)
+from batch.evaluate.tuning import (TRAIN_GRID, TUNE_GRID, _settings_or_default, ablations, fit,
+                                   tune, tune_start, tune_training)
 from batch.readers import read_events
+from batch.training import TrainingParams
 from shared.model_store import load_model
 from shared.scoring import ScoringParams, SourceWeights
-from shared.signals import SignalWeights
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +59,7 @@ def params_from_json(value: dict) -> ScoringParams:
     return ScoringParams(**value)
 
 
-def chosen_by(loaded: dict, params: ScoringParams, training: dict) -> dict | None:
+def chosen_by(loaded: dict, params: ScoringParams, training: TrainingParams) -> dict | None:
     """The ``tuning`` record of a loaded report.json when it chose exactly these parameters.
 
     A report made with ``--params`` from a tuned report then still says how
@@ -66,7 +68,8 @@ def chosen_by(loaded: dict, params: ScoringParams, training: dict) -> dict | Non
     tuning = loaded.get("tuning")
     if not isinstance(tuning, dict):
         return None
-    if tuning.get("scoring_params") != params.as_dict() or tuning.get("training") != training:
+    if (tuning.get("scoring_params") != params.as_dict()
+            or tuning.get("training") != training.reported()):
         return None
     return tuning
 
@@ -76,33 +79,33 @@ def run(args, settings=None) -> int:
     settings = _settings_or_default(settings)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     params = tune_start(settings) if args.tune else ScoringParams.from_settings(settings)
-    training = training_from_settings(settings)
+    training = TrainingParams.from_settings(settings)
     chosen = None
     if args.params:
         loaded = json.loads(Path(args.params).read_text())
         params = params_from_json(loaded.get("scoring_params", loaded))
-        training.update({k: v for k, v in loaded.get("training", {}).items() if k in TRAINING_KEYS})
+        training = training.updated(loaded.get("training", {}))
         chosen = chosen_by(loaded, params, training)
-    report: dict = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    report: dict = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "data": {"train": str(args.train), "test": str(args.test)}}
     if args.params:
         report["params_file"] = str(args.params)
     if chosen and not args.tune:
         report["tuning"] = chosen
     if args.tune:
-        report["tuning"] = _tune_on(args.tune, args.format, settings, params, training,
+        report["tuning"] = _tune_on(args.tune, args.format, params, training,
                                     ablate=args.ablations, log=log)
         params = params_from_json(report["tuning"]["scoring_params"])
-        training = dict(report["tuning"]["training"])
-    weights = replace(SignalWeights.from_settings(settings), alpha=float(training["alpha"]))
+        training = training.updated(report["tuning"]["training"])
+    weights = training.weights
     report["scoring_params"] = params.as_dict()
-    report["training"] = training
+    report["training"] = training.reported()
     train, _ = read_events(args.train, args.format)
     if args.model:
         model = load_model(args.model)
     else:
         log(f"evaluate: fitting on {args.train}")
-        model = fit(train, settings, training, source={"kind": "file", "path": str(args.train)})
+        model = fit(train, training, source={"kind": "file", "path": str(args.train)})
     report["model"] = {"version": model.version, "n_items": model.n_items,
                        "params": model.meta.get("params", {}), "data": model.meta.get("data", {})}
     test, _ = read_events(args.test, args.format)
@@ -124,9 +127,9 @@ def run(args, settings=None) -> int:
         if args.ablations:
             nxt["ablations"] = {name: replay_next_item(model, test, p, weights).metrics()
                                 for name, p in ablations(params).items()}
-        if args.peers and Path(args.peers).resolve().parent.name == "yoochoose-100k":
-            nxt["published_all_positions"] = {
-                name: {"hr@20": hr, "mrr@20": mrr} for name, (hr, mrr) in YOOCHOOSE_PUBLISHED_ALL.items()}
+        published = published_figures(Path(args.peers).resolve().parent) if args.peers else None
+        if published is not None:
+            nxt["published_all_positions"] = published.methods
         report["next_item"] = nxt
         if args.lists:
             write_lists(args.lists, replay)
@@ -138,7 +141,7 @@ def run(args, settings=None) -> int:
     return 0
 
 
-def _tune_on(files, fmt, settings, params: ScoringParams, training: dict, *, ablate: bool,
+def _tune_on(files, fmt, params: ScoringParams, training: TrainingParams, *, ablate: bool,
              log) -> dict:
     """Scoring grid, then training grid, then the scoring grid once more; test never read."""
     train_file, valid_file = files
@@ -146,11 +149,10 @@ def _tune_on(files, fmt, settings, params: ScoringParams, training: dict, *, abl
     columns, _ = read_events(train_file, fmt)
     valid, _ = read_events(valid_file, fmt)
     start = params
-    model = fit(columns, settings, training)
-    weights = replace(SignalWeights.from_settings(settings), alpha=float(training["alpha"]))
-    params, trail = tune(model, valid, params, weights, log=log)
-    training, model, train_trail = tune_training(columns, valid, params, settings, training, log=log)
-    weights = replace(weights, alpha=float(training["alpha"]))
+    model = fit(columns, training)
+    params, trail = tune(model, valid, params, training.weights, log=log)
+    training, model, train_trail = tune_training(columns, valid, params, training, log=log)
+    weights = training.weights
     params, trail2 = tune(model, valid, params, weights, rounds=1, log=log)
     out = {
         "train": str(train_file), "valid": str(valid_file),
@@ -162,7 +164,7 @@ def _tune_on(files, fmt, settings, params: ScoringParams, training: dict, *, abl
         "start": start.as_dict(), "grid": {k: list(v) for k, v in TUNE_GRID.items()},
         "training_grid": {k: list(v) for k, v in TRAIN_GRID.items()},
         "trials": len(trail) + len(train_trail) + len(trail2),
-        "scoring_params": params.as_dict(), "training": training,
+        "scoring_params": params.as_dict(), "training": training.reported(),
         "best_metrics": replay_next_item(model, valid, params, weights).metrics()}
     if ablate:
         out["ablations"] = {name: replay_next_item(model, valid, p, weights).metrics()

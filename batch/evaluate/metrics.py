@@ -63,7 +63,8 @@ def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
         out[f"hr@{k}"] = round(float(hit.sum()) / count, DIGITS)
         out[f"mrr@{k}"] = round(float(np.where(hit, 1.0 / np.maximum(ranks, 1), 0.0).sum()) / count,
                                 DIGITS)
-        out[f"ndcg@{k}"] = round(float(np.where(hit, 1.0 / np.log2(np.maximum(ranks, 1) + 1.0), 0.0).sum()) / count,
+        gains = np.where(hit, 1.0 / np.log2(np.maximum(ranks, 1) + 1.0), 0.0)
+        out[f"ndcg@{k}"] = round(float(gains.sum()) / count,
                                  DIGITS)
     return out
 

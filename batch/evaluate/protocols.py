@@ -1,10 +1,7 @@
-"""The original project's protocol and the data sets' recorded figures and parameters.
+"""The original project's protocol.
 
 :func:`evaluate_original` scores MAP@k of the original project's methods with
 each test user's first event as the query (:func:`first_event_queries`).
-For yoochoose-100k: the published figures on all positions
-(:data:`YOOCHOOSE_PUBLISHED_ALL`) and what ``recsys evaluate --tune`` chose
-there (:data:`YOOCHOOSE_PARAMS`, :data:`YOOCHOOSE_TRAINING`).
 """
 from __future__ import annotations
 
@@ -17,8 +14,8 @@ from batch.evaluate.metrics import DIGITS, MAP_K, average_precision_at, coverage
 from batch.evaluate.peers import session_order
 from batch.evaluate.synthetic import _add_row
 from shared.model import Model
-from shared.scoring import (History, Recommendation, ScoringParams, Session, SourceWeights,
-                            history_arrays, recommend, recommend_for_user, score_event)
+from shared.scoring import (History, Recommendation, Request, ScoringParams, Session, SourceWeights,
+                            score_catalogue, score_events)
 from shared.signals import SignalWeights
 
 
@@ -72,20 +69,24 @@ def evaluate_original(model: Model, train: EventColumns | None, test: EventColum
     methods = ("similar", "user_items", "ensemble", "personalized_similar", "tuned", "popularity")
     ap = {m: [] for m in methods}
     lists = {m: [] for m in methods}
+    # The original methods leave out the query item only, not the items bought.
+    original = ScoringParams(n=k, filter_bought=False)
+    similar = replace(original, blend=0.0, sources=paper)
+    personalized = replace(original, blend=params.blend if params.blend > 0 else 0.5,
+                           sources=paper)
+    user_items, ensemble = replace(original, blend=1.0), replace(original, blend=0.5)
     tuned = replace(params, n=k, exclude_query=True)
-    for uid, query, history, session, truth in first_event_queries(train, test, weights, params):
-        q = model.item_index.get(query, -1)
-        items, conf = history_arrays(model, history)
+    nobody = Request(History(), Session(), None)  # no query item, no history: popularity
+    for _, query, history, session, truth in first_event_queries(train, test, weights, params):
+        shopper = Request(history, session, query)
+        item_alone = Request(History(), session, query)
         recs: dict[str, Recommendation] = {
-            "similar": recommend(model, q, n=k, blend=0.0, sources=paper),
-            "user_items": recommend_for_user(model, items, conf, n=k, exclude=[q]),
-            "ensemble": recommend_for_user(model, items, conf, n=k, exclude=[q], similar_to=q,
-                                           blend=0.5),
-            "personalized_similar": recommend(model, q, items, conf, n=k,
-                                              blend=params.blend if params.blend > 0 else 0.5,
-                                              sources=paper),
-            "tuned": score_event(model, history, session, query, tuned),
-            "popularity": recommend(model, -1, n=k, exclude_query=True),
+            "similar": score_events(model, [item_alone], similar)[0],
+            "user_items": score_catalogue(model, [shopper], user_items)[0],
+            "ensemble": score_catalogue(model, [shopper], ensemble)[0],
+            "personalized_similar": score_events(model, [shopper], personalized)[0],
+            "tuned": score_events(model, [shopper], tuned)[0],
+            "popularity": score_events(model, [nobody], original)[0],
         }
         for name, rec in recs.items():
             ids = rec.item_ids(model)
@@ -97,21 +98,3 @@ def evaluate_original(model: Model, train: EventColumns | None, test: EventColum
             f"map@{k}": round(float(np.mean(ap[name])) if ap[name] else 0.0, DIGITS),
             "coverage": coverage(lists[name], model.n_items)}
     return out
-
-
-#: The data set README's figures for all 10,152 test positions of
-#: yoochoose-100k (session-rec's own code, fit on train_full): HR@20, MRR@20.
-YOOCHOOSE_PUBLISHED_ALL: dict[str, tuple[float, float]] = {
-    "vsknn": (0.688, 0.367), "ar": (0.634, 0.326), "sr": (0.619, 0.352),
-    "item-kNN": (0.399, 0.180), "session popularity": (0.381, 0.264), "most popular": (0.089, 0.026),
-}
-
-#: What ``recsys evaluate --tune`` chose on yoochoose-100k (fit on train_tr,
-#: replay of train_valid; see :func:`tune`): the scoring parameters ...
-YOOCHOOSE_PARAMS = ScoringParams(
-    n=20, blend=0.1, normalisation="minmax", exclude_query=False,
-    sources=SourceWeights(similar=0.25, cooc=0.25, next=0.5, session=6.0, similar_decay=0.0,
-                          cooc_decay=0.6, next_decay=0.0, session_decay=0.35, window=20, pool=200))
-#: ... and the training parameters.
-YOOCHOOSE_TRAINING = {"alpha": 150.0, "factors": 32, "regularization": 0.1, "iterations": 15,
-                      "similar_k": 100}

@@ -60,7 +60,8 @@ class Replay:
         return metrics_from_ranks(self.ranks[pick], ks)
 
     def coverage(self, n_items: int, only: set | None = None) -> float:
-        lists = self.lists if only is None else [l for k, l in zip(self.keys, self.lists) if k in only]
+        lists = (self.lists if only is None else
+                 [items for key, items in zip(self.keys, self.lists) if key in only])
         return coverage(lists, n_items)
 
 

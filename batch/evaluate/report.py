@@ -18,13 +18,13 @@ def write_report(folder: str | Path, report: dict) -> Path:
     """report.json, report.md and the PNG plots into ``folder`` (created)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    (folder / "report.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
     plots = _plots(folder, report)
     (folder / "report.md").write_text(_markdown(report, plots))
     return folder
 
 
-def _json_default(value):
+def json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

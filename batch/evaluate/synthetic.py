@@ -19,8 +19,9 @@ from batch.evaluate.metrics import DIGITS, metrics_from_ranks
 from batch.evaluate.peers import session_order
 from batch.evaluate.replay import Replay, replay_next_item
 from batch.evaluate.report import _table
-from batch.evaluate.tuning import _settings_or_default, fit, training_from_settings
+from batch.evaluate.tuning import _settings_or_default, fit
 from batch.synthetic import ShopParams, generate_columns
+from batch.training import TrainingParams
 from shared.events import EVENT_TYPE_CODES
 from shared.model import Model
 from shared.scoring import History, ScoringParams, add_to_history, fold_in_user, history_arrays
@@ -123,7 +124,7 @@ def _variant_metrics(replay: Replay, share: np.ndarray, mask: np.ndarray, k: int
 
 def realtime_vs_stale(n_events: int = SYNTHETIC_EVENTS, *, seed: int = SYNTHETIC_SEED,
                       train_share: float = SYNTHETIC_TRAIN_SHARE, shop=None,
-                      params: ScoringParams | None = None, training: dict | None = None,
+                      params: ScoringParams | None = None, training: TrainingParams | None = None,
                       settings=None, log=None) -> dict:
     """What per-event fold-in is worth against batch-only user vectors, on the synthetic shop.
 
@@ -141,6 +142,8 @@ def realtime_vs_stale(n_events: int = SYNTHETIC_EVENTS, *, seed: int = SYNTHETIC
         for the whole test period; users without training history have none.
 
     Everything else (candidates, blend, filters, session state) is the same.
+    ``params`` and ``training`` default to the configured ones (``settings``);
+    the shoppers' confidence uses ``training``'s signal weights, as the fit.
     Metrics per variant and shopper group (:data:`GROUPS`): next-item HR@20,
     MRR@20 and ``preferred@20``, the share of listed items in the shopper's
     preferred categories (from the ground truth).
@@ -156,13 +159,13 @@ def realtime_vs_stale(n_events: int = SYNTHETIC_EVENTS, *, seed: int = SYNTHETIC
     log = log or (lambda text: None)
     shop = shop or ShopParams()
     params = params or ScoringParams.from_settings(settings)
-    training = dict(training or training_from_settings(settings))
-    weights = replace(SignalWeights.from_settings(settings), alpha=float(training["alpha"]))
+    training = training or TrainingParams.from_settings(settings)
+    weights = training.weights
     started = time.perf_counter()
     columns, truth = generate_columns(n_events, seed=seed, params=shop)
     train, test = split_by_time(columns, train_share)
     log(f"realtime_vs_stale: {len(train)} training events, {len(test)} replayed")
-    model = fit(train, settings, training)
+    model = fit(train, training)
     test_users = set(test.user_ids[np.unique(test.user)].astype(str).tolist())
     start = user_histories(train, weights, params, users=test_users)
     stale_factors = batch_user_factors(model, start)
@@ -186,7 +189,7 @@ def realtime_vs_stale(n_events: int = SYNTHETIC_EVENTS, *, seed: int = SYNTHETIC
                    "returning_users": len(stale_factors),
                    "test_users_with_history": len(start), "model_items": model.n_items,
                    "shop": asdict(shop),
-                   "scoring_params": params.as_dict(), "training": training},
+                   "scoring_params": params.as_dict(), "training": training.reported()},
         "groups": out_groups,
         "strategies": {name: r.strategies for name, r in replays.items()},
         "seconds": {"generate_fit_histories": round(prepared_s, 2),

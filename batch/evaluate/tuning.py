@@ -3,8 +3,8 @@
 :func:`tune` (coordinate descent over the scoring grid :data:`TUNE_GRID`),
 :func:`tune_training` (over the training grid :data:`TRAIN_GRID`, a refit per
 value), their :func:`objective`, the starting point (:func:`tune_start`),
-:func:`ablations`, and the fit itself (:func:`fit`, with the training
-parameters of :func:`training_from_settings`).
+:func:`ablations`, and the fit itself (:func:`fit`, a
+:class:`~batch.training.TrainingParams`'s model).
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from dataclasses import replace
 
 from batch.columns import EventColumns
 from batch.evaluate.replay import replay_next_item
-from batch.retrain import params_from_settings, train_model
+from batch.retrain import train_model
+from batch.training import TrainingParams
 from shared.config import load_settings
 from shared.model import Model
 from shared.scoring import ScoringParams, SourceWeights
@@ -95,63 +96,49 @@ def tune(model: Model, valid: EventColumns, start: ScoringParams, weights: Signa
     return best, trail
 
 
-#: Training parameters :func:`tune_training` tries (each needs a refit).
+#: Training parameters :func:`tune_training` tries (each needs a refit); names are
+#: among :data:`TrainingParams.REPORTED <batch.training.TrainingParams.REPORTED>`.
 TRAIN_GRID: dict[str, tuple] = {
     "alpha": (15.0, 40.0, 80.0, 150.0, 300.0),
     "factors": (32, 64, 128),
     "regularization": (0.01, 0.1, 1.0),
 }
-#: Training parameters that :func:`fit` takes from a ``training`` dict.
-TRAINING_KEYS = ("alpha", "factors", "regularization", "iterations", "similar_k")
 
 
-def training_from_settings(settings) -> dict:
-    """The training parameters :func:`fit` uses, as configured."""
-    return {"alpha": settings.alpha, "factors": settings.als_factors,
-            "regularization": settings.als_regularization, "iterations": settings.als_iterations,
-            "similar_k": settings.similar_k}
+def fit(columns: EventColumns, training: TrainingParams, *, source: dict | None = None) -> Model:
+    """:func:`batch.retrain.train_model` with ``training``, quietly."""
+    return train_model(columns, params=training, source=source, progress=False)
 
 
-def fit(columns: EventColumns, settings, training: dict, *, source: dict | None = None) -> Model:
-    """:func:`batch.retrain.train_model` with the configured parameters, ``training`` overriding."""
-    kwargs = params_from_settings(settings)
-    kwargs["weights"] = replace(kwargs["weights"], alpha=float(training.get("alpha", settings.alpha)))
-    for key in ("factors", "regularization", "iterations", "similar_k"):
-        if key in training:
-            kwargs[key] = training[key]
-    return train_model(columns, source=source, progress=False, **kwargs)
-
-
-def tune_training(columns: EventColumns, valid: EventColumns, params: ScoringParams, settings,
-                  training: dict, *, grid: dict[str, tuple] = TRAIN_GRID,
-                  log=None) -> tuple[dict, Model, list]:
+def tune_training(columns: EventColumns, valid: EventColumns, params: ScoringParams,
+                  training: TrainingParams, *, grid: dict[str, tuple] = TRAIN_GRID,
+                  log=None) -> tuple[TrainingParams, Model, list]:
     """One coordinate-descent pass over training parameters, each value a refit on ``columns``.
 
-    The replay of ``valid`` uses the same alpha for the shoppers' confidence
-    as the fit, as the worker would. Returns the best training parameters,
-    their model and the trail.
+    The replay of ``valid`` uses the candidate's signal weights (its alpha) for
+    the shoppers' confidence, as the worker would with those settings. Returns
+    the best training parameters, their model and the trail.
     """
     trail = []
     cache: dict[str, tuple[float, Model]] = {}
 
-    def score(candidate: dict) -> tuple[float, Model]:
-        key = json.dumps(candidate, sort_keys=True)
+    def score(candidate: TrainingParams) -> tuple[float, Model]:
+        key = json.dumps(candidate.reported(), sort_keys=True)
         if key not in cache:
-            model = fit(columns, settings, candidate)
-            weights = replace(SignalWeights.from_settings(settings), alpha=float(candidate["alpha"]))
-            metrics = replay_next_item(model, valid, params, weights).metrics()
+            model = fit(columns, candidate)
+            metrics = replay_next_item(model, valid, params, candidate.weights).metrics()
             cache[key] = (objective(metrics), model)
-            trail.append({"training": dict(candidate), "metrics": metrics})
+            trail.append({"training": candidate.reported(), "metrics": metrics})
             if log:
                 log(f"tune: {objective(metrics):.4f} hr@20 {metrics['hr@20']:.4f} "
-                    f"mrr@20 {metrics['mrr@20']:.4f} training {candidate}")
+                    f"mrr@20 {metrics['mrr@20']:.4f} training {candidate.reported()}")
         return cache[key]
 
-    best = dict(training)
+    best = training
     best_value, best_model = score(best)
     for name, values in grid.items():
         for value in values:
-            candidate = dict(best, **{name: value})
+            candidate = best.updated({name: value})
             value_score, model = score(candidate)
             if value_score > best_value + 1e-9:
                 best, best_value, best_model = candidate, value_score, model

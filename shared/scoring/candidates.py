@@ -10,7 +10,6 @@ and the candidates' raw sums is here.
 """
 from __future__ import annotations
 
-
 from typing import NamedTuple
 
 import numpy as np

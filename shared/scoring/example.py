@@ -5,7 +5,6 @@ whose examples score something imports it from here.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from shared.model import Model

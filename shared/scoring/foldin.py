@@ -7,7 +7,6 @@ each solved on its own. One concept, two ways to solve the same equations.
 """
 from __future__ import annotations
 
-
 import math
 
 import numpy as np
@@ -112,6 +111,7 @@ def _fold_in_batch(prep: _Prepared, histories) -> list[np.ndarray | None]:
 
 def _woodbury_fold_in(prep: _Prepared, histories, width: int) -> np.ndarray:
     """x_u of each history (at most ``width`` items each), one stack: shape (len(histories), k)."""
+    assert prep.woodbury is not None  # the caller stacks histories only when the tables exist
     w_table, l_inv = prep.woodbury
     pad = prep.n_items  # the zero row of W; its confidence 0 adds nothing to c⁺
     items = np.array([[*i, *[pad] * (width - len(i))] for i, _ in histories], dtype=np.int64)

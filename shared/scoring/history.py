@@ -8,7 +8,6 @@ ids (they outlive model versions); :func:`to_indices` and
 """
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -50,7 +49,7 @@ class History:
                 "bought": list(self.bought)}
 
     @classmethod
-    def from_dict(cls, value: dict | None) -> "History":
+    def from_dict(cls, value: dict | None) -> History:
         """The inverse of :meth:`to_dict`; an empty history for None."""
         if not value:
             return cls()
@@ -157,7 +156,7 @@ class Session:
         return {"items": list(self.items), "shown": list(self.shown)}
 
     @classmethod
-    def from_dict(cls, value: dict | None) -> "Session":
+    def from_dict(cls, value: dict | None) -> Session:
         """The inverse of :meth:`to_dict`; an empty session for None."""
         if not value:
             return cls()

@@ -9,13 +9,12 @@ object, so every knob that changes a ranking is validated here, once.
 """
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from shared.config import ConfigError
-
 
 #: Names of the candidate sources, in the order :class:`SourceWeights` lists them.
 SOURCES: tuple[str, ...] = ("similar", "cooc", "next", "session")
@@ -63,11 +62,22 @@ class SourceWeights:
         if not any(getattr(self, name) > 0 for name in SOURCES):
             raise ValueError(f"at least one candidate source ({', '.join(SOURCES)}) "
                              f"needs a weight above 0")
-        object.__setattr__(self, "active", tuple(
-            (s, float(getattr(self, name)), float(getattr(self, f"{name}_decay")))
-            for s, name in enumerate(SOURCES) if getattr(self, name) > 0))
-        object.__setattr__(self, "decays", any(decay > 0 for _, _, decay in self.active))
-        object.__setattr__(self, "active_weights", np.array([[w] for _, w, _ in self.active]))
+
+    @cached_property
+    def active(self) -> tuple[tuple[int, float, float], ...]:
+        """(source index, weight, decay) of each source with a weight above 0."""
+        return tuple((s, float(getattr(self, name)), float(getattr(self, f"{name}_decay")))
+                     for s, name in enumerate(SOURCES) if getattr(self, name) > 0)
+
+    @cached_property
+    def decays(self) -> bool:
+        """Whether any active source weighs anchors before the newest."""
+        return any(decay > 0 for _, _, decay in self.active)
+
+    @cached_property
+    def active_weights(self) -> np.ndarray:
+        """The active sources' weights as a column, shape (len(active), 1)."""
+        return np.array([[w] for _, w, _ in self.active])
 
     def as_dict(self) -> dict:
         """Plain values, for reports and meta.json."""
@@ -121,7 +131,7 @@ class ScoringParams:
             raise ValueError("blend must be in [0, 1]")
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> "ScoringParams":
+    def from_settings(cls, settings, **overrides) -> ScoringParams:
         """Take the scoring settings from a :class:`shared.config.Settings`.
 
         Raises :class:`shared.config.ConfigError` naming the ``RECSYS_SOURCE_*``

@@ -9,7 +9,6 @@ Both are caches keyed by the model object, which is why they live together.
 """
 from __future__ import annotations
 
-
 import threading
 import weakref
 
@@ -76,7 +75,7 @@ def _woodbury_tables(item_factors: np.ndarray, gram: np.ndarray,
             solve_triangular(chol, np.eye(n_factors), lower=True))
 
 
-_prepared: "weakref.WeakKeyDictionary[Model, _Prepared]" = weakref.WeakKeyDictionary()
+_prepared: weakref.WeakKeyDictionary[Model, _Prepared] = weakref.WeakKeyDictionary()
 _prepared_lock = threading.Lock()
 _local = threading.local()
 

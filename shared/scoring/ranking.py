@@ -5,11 +5,12 @@
 personal score of the ``pool`` most similar ones and their blend, then
 :func:`_finish` completes each list with the popular items re-ranked by the
 user's vector and the fall-backs (:func:`_fill`, :func:`popular_items`),
-never recommending a :class:`_Blocked` item. This is the whole ranking rule,
-in one place, for every entry point.
+never recommending a :class:`_Blocked` item. This is the whole ranking rule
+of :func:`shared.scoring.score_events`, in one place; the ranking of the whole
+catalogue (:mod:`shared.scoring.catalogue`) shares its blocked items and
+fall-backs.
 """
 from __future__ import annotations
-
 
 from dataclasses import dataclass
 
@@ -20,9 +21,8 @@ from shared.model import Model
 from shared.scoring.candidates import _gather, _merge, _Request, _user_vectors
 from shared.scoring.example import _example_model  # noqa: F401  (the examples' model)
 from shared.scoring.params import ScoringParams, SourceWeights
-from shared.scoring.prepared import _prepare, _Prepared, _scratch, _Scratch
+from shared.scoring.prepared import _prepare, _Prepared, _Scratch, _scratch
 from shared.scoring.segments import _best, _mix, _normalise, _Segments, _top, _top_mask, normalise
-
 
 #: Popular items the ``session_fold_in`` path re-ranks when no neighbour gives candidates.
 FOLD_IN_POOL = 1000
@@ -187,7 +187,7 @@ class _Blocked:
         self.unavailable = unavailable
         self.flags = scratch.flags
 
-    def __enter__(self) -> "_Blocked":
+    def __enter__(self) -> _Blocked:
         self.flags[self.items] = True
         return self
 

@@ -8,7 +8,6 @@ batch. The public :func:`normalise`, :func:`blend_scores` and
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 import shared.scoring as _package  # _SORT_ALL is read from the package at call time
@@ -26,11 +25,11 @@ class _Segments:
         self.complete = bool(np.logical_and.reduce(self.counts))
 
     @classmethod
-    def single(cls, length: int) -> "_Segments":
+    def single(cls, length: int) -> _Segments:
         """One segment of ``length`` entries."""
         return cls(np.zeros(length, dtype=np.int64), 1)
 
-    def subset(self, keep: np.ndarray) -> "_Segments":
+    def subset(self, keep: np.ndarray) -> _Segments:
         """The segments of the entries ``keep`` selects."""
         return _Segments(self.seg[keep], self.n)
 

@@ -11,6 +11,7 @@ from batch.evaluate import (KS, add_arguments, average_precision_at, coverage, e
                             read_peer_lists, read_peers, replay_next_item, run, score_lists,
                             write_lists, write_report)
 from batch.readers import REFERENCE_DATA_DIR, read_events
+from shared.config import load_settings
 from shared.events import EVENT_TYPE_CODES
 from shared.model import Model
 from shared.scoring import (History, ScoringParams, Session, SourceWeights, add_to_history,
@@ -226,15 +227,46 @@ def test_report_files(tmp_path):
     assert params_from_json(report["scoring_params"]) == ScoringParams()
 
 
+def _write_sessions(path, sessions, t0):
+    lines = ["SessionId\tItemId\tTime"]
+    t = t0
+    for sid, seq in sessions.items():
+        for item in seq:
+            lines.append(f"{sid}\t{item}\t{t:.3f}")
+            t += 10
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("published", [True, False])
+def test_the_report_shows_published_figures_found_beside_the_peers(tmp_path, published):
+    rng = np.random.default_rng(0)
+    _write_sessions(tmp_path / "train.txt",
+                    {str(s): [str(100 + x) for x in rng.integers(0, 12, 4)] for s in range(60)},
+                    1.4e9)
+    _write_sessions(tmp_path / "test.txt",
+                    {str(s): [str(100 + x) for x in rng.integers(0, 12, 3)] for s in range(60, 70)},
+                    1.5e9)
+    (tmp_path / "peers").mkdir()
+    figures = {"peer": {"hr@20": 0.5, "mrr@20": 0.25}}
+    if published:
+        (tmp_path / "published.json").write_text(json.dumps(
+            {"source": "a test", "positions": 20, "methods": figures}))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--train", str(tmp_path / "train.txt"), "--test",
+                              str(tmp_path / "test.txt"), "--report", str(tmp_path / "rep"),
+                              "--peers", str(tmp_path / "peers"), "--protocol", "next-item"])
+    assert run(args, load_settings({"RECSYS_ALS_FACTORS": "4", "RECSYS_ALS_ITERATIONS": "2"})) == 0
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    if published:
+        assert report["next_item"]["published_all_positions"] == figures
+    else:
+        assert "published_all_positions" not in report["next_item"]
+
+
 def test_command_line_end_to_end(tmp_path):
     def write(name, sessions, t0):
-        lines = ["SessionId\tItemId\tTime"]
-        t = t0
-        for sid, seq in sessions.items():
-            for item in seq:
-                lines.append(f"{sid}\t{item}\t{t:.3f}")
-                t += 10
-        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        _write_sessions(tmp_path / name, sessions, t0)
     rng = np.random.default_rng(0)
     train = {str(s): [str(100 + x) for x in rng.integers(0, 12, 4)] for s in range(60)}
     test = {str(s): [str(100 + x) for x in rng.integers(0, 12, 3)] for s in range(60, 70)}
@@ -260,14 +292,12 @@ def test_command_line_end_to_end(tmp_path):
 @needs_data
 def test_yoochoose_beats_vsknn_with_the_chosen_parameters(test_truth):
     """The parameters chosen on train_tr -> train_valid clear V-SkNN on test."""
-    from dataclasses import replace
-    from batch.evaluate import YOOCHOOSE_PARAMS, YOOCHOOSE_TRAINING, fit
-    from shared.config import load_settings
+    from batch.evaluate import fit, load_profile
+    tuned = load_profile("yoochoose-tuned")
     columns, truth = test_truth
     train, _ = read_events(YOOCHOOSE / "train_full.txt")
-    model = fit(train, load_settings({}), YOOCHOOSE_TRAINING)
-    weights = replace(WEIGHTS, alpha=YOOCHOOSE_TRAINING["alpha"])
-    replay = replay_next_item(model, columns, YOOCHOOSE_PARAMS, weights)
+    model = fit(train, tuned.training)
+    replay = replay_next_item(model, columns, tuned.scoring, tuned.training.weights)
     assert len(replay.keys) == 10152
     every = replay.metrics()
     assert every["hr@20"] >= 0.688 and every["mrr@20"] >= 0.367

@@ -1,16 +1,13 @@
 """Real-time fold-in against stale batch user vectors on the synthetic shop with ground truth."""
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
 from batch.evaluate import (batch_user_factors, fit, realtime_markdown, realtime_vs_stale,
-                            replay_next_item, split_by_time, training_from_settings,
-                            user_histories)
+                            replay_next_item, split_by_time, user_histories)
 from batch.synthetic import ShopParams, generate_columns
+from batch.training import TrainingParams
 from shared.config import load_settings
 from shared.scoring import ScoringParams, SourceWeights
-from shared.signals import SignalWeights
 
 EVENTS = 40_000
 SEED = 3
@@ -56,11 +53,11 @@ def test_stale_vectors_stay_fixed_while_real_time_ones_move(settings):
     one query item can change only when the user's vector does."""
     columns, _ = generate_columns(EVENTS, seed=SEED, params=SHOP)
     train, test = split_by_time(columns, 0.8)
-    training = training_from_settings(settings)
-    model = fit(train, settings, training)
+    training = TrainingParams.from_settings(settings)
+    model = fit(train, training)
     params = ScoringParams(n=20, blend=1.0, sources=SourceWeights(similar=1.0, pool=0),
                            exclude_query=False, filter_bought=False, filter_shown=False)
-    weights = replace(SignalWeights.from_settings(settings), alpha=float(training["alpha"]))
+    weights = training.weights
     start = user_histories(train, weights, params)
     stale = batch_user_factors(model, start)
     assert stale

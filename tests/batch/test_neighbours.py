@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 
 import batch.neighbours as nb
-from batch.neighbours import (cooccurrence_neighbours, popularity, sequence_neighbours,
-                              similar_by_cosine)
+from batch.neighbours import cooccurrence_neighbours, popularity, sequence_neighbours, similar_by_cosine
 
 
 def test_cosine_neighbours_exact_best_first_without_self():

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.readers import (FORMATS, REFERENCE_DATA_DIR, BadRowError, FormatError,
-                           ReadReport, detect_format, iter_events, read_events, read_yoochoose)
+from batch.readers import (FORMATS, REFERENCE_DATA_DIR, BadRowError, FormatError, ReadReport,
+                           detect_format, iter_events, read_events, read_yoochoose)
 from shared.events import EVENT_TYPE_CODES, Event, EventLimits, encode_event
 
 YOOCHOOSE_100K = REFERENCE_DATA_DIR / "yoochoose-100k"

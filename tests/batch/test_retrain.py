@@ -11,22 +11,22 @@ import numpy as np
 import pytest
 
 import batch.retrain as retrain_module
+import shared.model_store as store_module
 from batch.columns import EventColumns
 from batch.matrix import build_interactions
-from batch.retrain import (RetrainError, add_arguments, fit_als, params_from_settings, retrain,
-                           run, train_model)
+from batch.retrain import RetrainError, add_arguments, fit_als, retrain, run, train_model
 from batch.synthetic import ShopParams, generate_columns
+from batch.training import TrainingParams
 from shared.config import load_settings
 from shared.events import EVENT_TYPES
-import shared.model_store as store_module
 from shared.model import ARRAY_FIELDS
 from shared.model_store import load_latest, load_model, versions
 from shared.signals import SignalWeights
 
 WEIGHTS = SignalWeights(view=0.1, dwell=0.15, dwell_cap_ms=60000, click=0.25,
                         add_to_cart=0.5, buy=1.0, alpha=15.0)
-PARAMS = dict(weights=WEIGHTS, factors=4, regularization=0.1, iterations=4, similar_k=3,
-              num_threads=1, progress=False)
+PARAMS = TrainingParams(weights=WEIGHTS, factors=4, regularization=0.1, iterations=4,
+                        similar_k=3, num_threads=1)
 
 
 def shop_columns(n_events=400, n_users=20, n_items=10, seed=0) -> EventColumns:
@@ -50,7 +50,7 @@ def shop_columns(n_events=400, n_users=20, n_items=10, seed=0) -> EventColumns:
 
 
 def test_model_has_every_array_and_the_meta_layout():
-    model = train_model(shop_columns(), **PARAMS, source={"kind": "test"})
+    model = train_model(shop_columns(), params=PARAMS, source={"kind": "test"}, progress=False)
     assert model.item_ids.tolist() == [f"i{i}" for i in range(10)]
     assert model.item_factors.shape == (10, 4) and model.item_factors.dtype == np.float32
     for name in ("similar", "cooc", "next"):
@@ -71,7 +71,7 @@ def test_model_has_every_array_and_the_meta_layout():
 
 def test_similar_items_stay_in_the_favoured_category():
     model = train_model(shop_columns(n_events=600, n_users=50, n_items=40),
-                        **{**PARAMS, "iterations": 10})
+                        params=dataclasses.replace(PARAMS, iterations=10), progress=False)
     same = model.item_category[model.similar_items] == model.item_category[:, None]
     assert same.mean() >= 0.9  # chance: 19 of the 39 other items
 
@@ -79,7 +79,8 @@ def test_similar_items_stay_in_the_favoured_category():
 def test_similar_items_share_the_synthetic_shops_category_far_above_chance():
     columns, truth = generate_columns(20_000, seed=1, params=ShopParams(n_items=200,
                                                                         n_categories=10))
-    model = train_model(columns, **{**PARAMS, "factors": 16, "iterations": 10, "similar_k": 10})
+    model = train_model(columns, params=dataclasses.replace(PARAMS, factors=16, iterations=10,
+                                                            similar_k=10), progress=False)
     category = truth.item_category[np.strings.slice(model.item_ids, 1, None).astype(int)]
     same = (category[model.similar_items] == category[:, None]).mean()
     sizes = np.bincount(category)
@@ -89,8 +90,9 @@ def test_similar_items_share_the_synthetic_shops_category_far_above_chance():
 
 
 def test_same_input_gives_the_same_model():
-    first = train_model(shop_columns(), **PARAMS)
-    second = train_model(shop_columns(), **{**PARAMS, "num_threads": 2})
+    first = train_model(shop_columns(), params=PARAMS, progress=False)
+    second = train_model(shop_columns(), params=dataclasses.replace(PARAMS, num_threads=2),
+                         progress=False)
     for name in ARRAY_FIELDS:
         assert getattr(first, name).tobytes() == getattr(second, name).tobytes(), name
 
@@ -132,12 +134,12 @@ EVENT_FIELDS = ("user", "session", "item", "type", "ts_ms", "dwell_ms")
 def test_unusable_input_fails_before_the_store_is_touched(tmp_path, changes, reason):
     store = tmp_path / "models"
     with pytest.raises(RetrainError, match=reason):
-        retrain(dataclasses.replace(shop_columns(), **changes), store, **PARAMS)
+        retrain(dataclasses.replace(shop_columns(), **changes), store, params=PARAMS, progress=False)
     assert not store.exists()
 
 
 def test_retrain_saves_a_loadable_version_and_prunes(tmp_path):
-    paths = [retrain(shop_columns(seed=s), tmp_path, keep_versions=2, **PARAMS)[1]
+    paths = [retrain(shop_columns(seed=s), tmp_path, keep_versions=2, params=PARAMS, progress=False)[1]
              for s in range(3)]
     assert versions(tmp_path) == [p.name for p in paths[1:]]
     loaded = load_model(paths[-1])
@@ -146,20 +148,20 @@ def test_retrain_saves_a_loadable_version_and_prunes(tmp_path):
 
 
 def test_failed_retrain_keeps_the_current_model(tmp_path, monkeypatch):
-    _, current = retrain(shop_columns(), tmp_path, **PARAMS)
+    _, current = retrain(shop_columns(), tmp_path, params=PARAMS, progress=False)
 
     def broken(*args, **kwargs):
         raise MemoryError("out of memory")
 
     monkeypatch.setattr(retrain_module, "sequence_neighbours", broken)
     with pytest.raises(MemoryError):
-        retrain(shop_columns(seed=1), tmp_path, **PARAMS)
+        retrain(shop_columns(seed=1), tmp_path, params=PARAMS, progress=False)
     assert [p.name for p in tmp_path.iterdir()] == [current.name]
     assert load_latest(tmp_path).version == current.name
 
 
 def test_progress_and_summary_go_to_stderr(tmp_path, capsys):
-    model, _ = retrain(shop_columns(), tmp_path, **{**PARAMS, "progress": True})
+    model, _ = retrain(shop_columns(), tmp_path, params=PARAMS, progress=True)
     err = capsys.readouterr().err
     assert "als iteration 4/4" in err
     assert f"retrain: version {model.version}" in err
@@ -204,10 +206,30 @@ def test_command_reports_a_missing_input(tmp_path, capsys):
     assert not (tmp_path / "store").exists()
 
 
-def test_params_from_settings_are_train_model_arguments():
-    params = params_from_settings(load_settings({}, als_regularization=0.5))
-    assert params["regularization"] == 0.5
-    assert params["weights"] == SignalWeights.from_settings(load_settings({}))
+def test_training_params_from_settings():
+    params = TrainingParams.from_settings(load_settings({}, als_regularization=0.5))
+    assert params.regularization == 0.5
+    assert params.weights == SignalWeights.from_settings(load_settings({}))
+
+
+def test_training_params_are_recorded_in_meta_and_read_back():
+    model = train_model(shop_columns(), params=PARAMS, progress=False)
+    recorded = dict(model.meta["params"])
+    assert recorded.pop("implicit_version")
+    assert recorded == PARAMS.as_dict()
+    # num_threads does not change the model, so meta.json leaves it out.
+    assert TrainingParams.from_meta(model.meta) == dataclasses.replace(PARAMS, num_threads=0)
+    with pytest.raises(ValueError, match="similar_k"):
+        TrainingParams.from_meta({"params": {k: v for k, v in recorded.items() if k != "similar_k"}})
+
+
+def test_training_params_updated_takes_the_reported_names_only():
+    updated = PARAMS.updated({"alpha": 40, "factors": 8, "num_threads": 5, "unknown": 1})
+    assert updated == dataclasses.replace(PARAMS, weights=dataclasses.replace(WEIGHTS, alpha=40.0),
+                                          factors=8)
+    assert isinstance(updated.alpha, float)
+    assert updated.reported() == {"alpha": 40.0, "factors": 8, "regularization": 0.1,
+                                  "iterations": 4, "similar_k": 3}
 
 
 def test_gpu_without_cuda_is_a_clear_error():
@@ -215,7 +237,8 @@ def test_gpu_without_cuda_is_a_clear_error():
     if implicit.gpu.HAS_CUDA:
         pytest.skip("this implicit has CUDA")
     with pytest.raises(RetrainError, match="no CUDA"):
-        train_model(shop_columns(), **{**PARAMS, "use_gpu": True})
+        train_model(shop_columns(), params=dataclasses.replace(PARAMS, use_gpu=True),
+                    progress=False)
 
 
 def _leftover_temp(store, name, *, owner_alive):
@@ -234,34 +257,34 @@ def test_retrain_removes_temporary_folders_of_killed_saves_not_of_running_ones(t
     _leftover_temp(tmp_path, "killed", owner_alive=False)
     running = _leftover_temp(tmp_path, "running", owner_alive=True)
     try:
-        _, path = retrain(shop_columns(), tmp_path, **PARAMS)
+        _, path = retrain(shop_columns(), tmp_path, params=PARAMS, progress=False)
         assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp-running", path.name]
     finally:
         running.close()
-    retrain(shop_columns(seed=1), tmp_path, keep_versions=1, **PARAMS)
+    retrain(shop_columns(seed=1), tmp_path, keep_versions=1, params=PARAMS, progress=False)
     assert not list(tmp_path.glob(".tmp-*"))
 
 
 def test_a_stray_far_future_version_does_not_make_retrain_prune_the_new_one(tmp_path):
     """The stray says it was made an hour ago; ordered as strings, it outranked every version."""
-    _, first = retrain(shop_columns(), tmp_path, **PARAMS)
+    _, first = retrain(shop_columns(), tmp_path, params=PARAMS, progress=False)
     stray = tmp_path / "99991231T235959Z-999999"
     shutil.copytree(first, stray)
     meta = json.loads((stray / "meta.json").read_text())
     an_hour_ago = datetime.fromisoformat(meta["created_at"]) - timedelta(hours=1)
     (stray / "meta.json").write_text(json.dumps({**meta, "version": stray.name,
                                                  "created_at": an_hour_ago.isoformat()}))
-    model, path = retrain(shop_columns(seed=1), tmp_path, keep_versions=1, **PARAMS)
+    model, path = retrain(shop_columns(seed=1), tmp_path, keep_versions=1, params=PARAMS, progress=False)
     assert versions(tmp_path) == [path.name]
     assert load_latest(tmp_path).version == model.version
     assert not stray.exists() and not first.exists()  # both older by created_at
 
 
 def test_retrain_prunes_a_symlinked_version_by_removing_the_link(tmp_path):
-    _, elsewhere = retrain(shop_columns(), tmp_path / "elsewhere", **PARAMS)
+    _, elsewhere = retrain(shop_columns(), tmp_path / "elsewhere", params=PARAMS, progress=False)
     store = tmp_path / "store"
     store.mkdir()
     os.symlink(elsewhere, store / elsewhere.name)
-    _, path = retrain(shop_columns(seed=1), store, keep_versions=1, **PARAMS)
+    _, path = retrain(shop_columns(seed=1), store, keep_versions=1, params=PARAMS, progress=False)
     assert [p.name for p in store.iterdir()] == [path.name]
     assert load_model(elsewhere).version == elsewhere.name

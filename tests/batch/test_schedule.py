@@ -3,16 +3,15 @@ import logging
 import os
 import signal
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from batch.schedule import (Cron, Every, ScheduleError, parse_interval, run_periodically,
-                            stop_on_signals)
+from batch.schedule import Cron, Every, ScheduleError, parse_interval, run_periodically, stop_on_signals
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 # 2026-03-06 is a Friday.

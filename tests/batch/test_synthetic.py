@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from batch.synthetic import (ShopParams, generate_columns, load_truth, main, truth_dir,
-                             write_jsonl)
+from batch.synthetic import ShopParams, generate_columns, load_truth, truth_dir
+from batch.synthetic_file import main, write_jsonl
 from shared.events import EVENT_TYPE_CODES, EVENT_TYPES
 
 PARAMS = ShopParams(n_items=300, n_categories=15)

@@ -35,16 +35,16 @@ from __future__ import annotations
 import random
 import string
 from collections import Counter
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 import orjson
 
 from shared.events import (BAD_DWELL, BAD_FIELD_TYPE, BAD_PRICE, BAD_QUANTITY, BAD_TIMESTAMP,
-                           EMPTY_FIELD, FIELD_TOO_LONG, FUTURE_TIMESTAMP, KEY_MISMATCH,
-                           KEY_MISSING, MAX_TS_MS, MISSING_FIELD, NOT_JSON, NOT_OBJECT,
-                           NOT_UTF8, OVERSIZED, Event, EventError, EventLimits, encode_event,
-                           parse_event)
+                           EMPTY_FIELD, FIELD_TOO_LONG, FUTURE_TIMESTAMP, KEY_MISMATCH, KEY_MISSING,
+                           MAX_TS_MS, MISSING_FIELD, NOT_JSON, NOT_OBJECT, NOT_UTF8, OVERSIZED,
+                           Event, EventError, EventLimits, encode_event, parse_event)
 
 #: The kinds of adversarial message, in the order their shares are dealt.
 KINDS: tuple[str, ...] = (
@@ -62,7 +62,7 @@ ORJSON_MAX_DEPTH = 1024
 #: A field no contract names, for faults in an ignored field.
 EXTRA_FIELD = "x_adversarial"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ID_CHARS = string.ascii_letters + string.digits
 
 

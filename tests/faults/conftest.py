@@ -6,7 +6,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scenarios import Setup, train  # noqa: E402
+from scenarios import Setup, train
 
 
 def pytest_collection_modifyitems(items):

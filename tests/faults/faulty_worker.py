@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import stream.agents as agents  # noqa: E402
-from shared.cli import main  # noqa: E402
+import stream.agents as agents
+from recsys.cli import main
 
 
 class InjectedFault(RuntimeError):

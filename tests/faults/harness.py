@@ -76,7 +76,7 @@ class Cluster:
     def start(self, name: str = "w1", launcher: Path | None = None) -> subprocess.Popen:
         """Start (or restart) worker ``name``; its tables and port stay its own across restarts.
 
-        ``launcher``: a script run instead of ``python -m shared.cli`` with the same
+        ``launcher``: a script run instead of ``python -m recsys`` with the same
         arguments (one that injects a fault, then runs the command line).
         """
         port = self.ports.setdefault(name, free_port())
@@ -87,7 +87,7 @@ class Cluster:
         with self.log(name).open("ab") as log:
             log.write(f"\n=== start {time.strftime('%H:%M:%S')} ===\n".encode())
             process = subprocess.Popen(
-                [sys.executable, *([str(launcher)] if launcher else ["-m", "shared.cli"]),
+                [sys.executable, *([str(launcher)] if launcher else ["-m", "recsys"]),
                  "stream", "--loglevel", "info"], env=env,
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.workers[name], self.started_at[name] = process, time.monotonic()
@@ -109,7 +109,7 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 raise AssertionError(f"worker {name} did not stop within {timeout_s} s:\n"
-                                     f"{self.tail(name)}")
+                                     f"{self.tail(name)}") from None
         return process.returncode
 
     def alive(self, name: str = "w1") -> bool:
@@ -130,7 +130,7 @@ class Cluster:
             return 0, {}
 
     def close(self) -> None:
-        for name, process in self.workers.items():
+        for process in self.workers.values():
             if process.poll() is None:
                 process.kill()
                 process.wait(30)

@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import Cluster, ListWatcher, Message, Verdict, event_id, verify
+
 from batch.produce import synthetic_events
 from batch.synthetic import ShopParams, generate_columns
 from shared.config import load_settings
 from shared.model import Model
 from shared.signals import SignalWeights
 from shared.state import StateRule
-
-from harness import Cluster, ListWatcher, Message, Verdict, event_id, verify
 
 #: The shop every scenario replays: 8 partitions' worth of users, a day of visits.
 SHOP = ShopParams(n_items=400, n_categories=8, anonymous_share=0.3, n_users=1200, days=1.0)
@@ -68,10 +68,11 @@ class Result:
 
 def train(tmp: Path) -> tuple[Model, Path]:
     """A small model of :data:`SHOP`, saved under ``tmp``."""
-    from batch.retrain import params_from_settings, retrain
+    from batch.retrain import retrain
+    from batch.training import TrainingParams
     columns, _ = generate_columns(60_000, seed=11, params=SHOP)
     settings = load_settings(als_factors=16, als_iterations=6, similar_k=40)
-    return retrain(columns, tmp, progress=False, **params_from_settings(settings))
+    return retrain(columns, tmp, params=TrainingParams.from_settings(settings), progress=False)
 
 
 def replay(n_events: int, seed: int) -> list[Message]:
@@ -110,14 +111,14 @@ def kill9(setup: Setup, *, n_events: int = 30_000, kills: int = 3, seed: int = 5
     try:
         cluster.start()
         for point in points:
-            watcher.wait_for(lambda w: w.total >= point, REPLAY_TIMEOUT_S,
+            watcher.wait_for(lambda w, point=point: w.total >= point, REPLAY_TIMEOUT_S,
                              alive=lambda: cluster.alive(), what=f"{point} lists")
             cluster.kill()
             restarted = time.time()
             if replaced:
                 cluster.env["RECSYS_WORKER_ID"] = f"w1-{len(recoveries) + 1}"
             cluster.start()
-            watcher.wait_for(lambda w: w.first_after(restarted) is not None, 60,
+            watcher.wait_for(lambda w, since=restarted: w.first_after(since) is not None, 60,
                              alive=lambda: cluster.alive(), what="a list after the restart")
             recoveries.append(watcher.first_after(restarted))
         status = _finish(cluster, watcher, event_ids)

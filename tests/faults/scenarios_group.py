@@ -41,12 +41,11 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
+from harness import Cluster, ListWatcher, Message, event_id, produce, verify, wait_until
+from scenarios import REPLAY_TIMEOUT_S, WORKER_ENV, Result, Setup, replay
 
 from shared.broker import broker_ready, ephemeral_broker
 from shared.config import load_settings
-
-from harness import Cluster, ListWatcher, Message, event_id, produce, verify, wait_until
-from scenarios import REPLAY_TIMEOUT_S, WORKER_ENV, Result, Setup, replay
 
 #: Seconds w1 waits for a stopped w2 before the group gives w2's partitions back to it.
 SESSION_TIMEOUT_S = float(WORKER_ENV["RECSYS_SESSION_TIMEOUT_S"])

@@ -30,19 +30,18 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from harness import ROOT, Cluster, ListWatcher, Message, event_id, verify, wait_until
+from scenarios import REPLAY_TIMEOUT_S, SHOP, Result, Setup, replay
 
 from batch.retrain import announce
-from batch.synthetic import write_jsonl
+from batch.synthetic_file import write_jsonl
 from shared.model import Model
 from shared.model_store import META_FILE, created_at, new_version, save_model, versions
 from shared.signals import SignalWeights
-
-from harness import ROOT, Cluster, ListWatcher, Message, event_id, verify, wait_until
-from scenarios import REPLAY_TIMEOUT_S, SHOP, Result, Setup, replay
 
 #: Longest wait for a worker to answer its views, refuse or serve a version.
 WORKER_TIMEOUT_S = 90.0
@@ -153,7 +152,7 @@ def models(setup: Setup, *, n_events: int = 6000, n_after: int = 600, seed: int 
     cluster.send(messages)
     watcher = ListWatcher(cluster)
     alive = lambda: cluster.alive()  # noqa: E731
-    base = max(datetime.now(timezone.utc),
+    base = max(datetime.now(UTC),
                created_at(setup.model.meta) + timedelta(seconds=1)).replace(microsecond=0)
     outside_dir, staging = cluster.tmp / "outside", cluster.tmp / "staging"
     details: dict = {}
@@ -198,7 +197,7 @@ def models(setup: Setup, *, n_events: int = 6000, n_after: int = 600, seed: int 
         watcher.poll(0.5)
         before = Counter(watcher.versions)
         # A good newer version still swaps in after the refusals.
-        newer_at = max(datetime.now(timezone.utc).replace(microsecond=0),
+        newer_at = max(datetime.now(UTC).replace(microsecond=0),
                        base + timedelta(seconds=4))
         newer = save_model(_variant(setup.model, newer_at), cluster.store)
         _announce(cluster, newer.name, newer, newer_at)
@@ -308,7 +307,7 @@ def retrain_kill(setup: Setup, *, n_events: int = 3000, n_after: int = 500,
         watcher.poll(0.5)
         before = Counter(watcher.versions)
         # The next retrain, unpatched: it saves, removes the dead save's folder, announces.
-        finished = subprocess.run([sys.executable, "-m", "shared.cli", *command], env=env,
+        finished = subprocess.run([sys.executable, "-m", "recsys", *command], env=env,
                                   cwd=ROOT, capture_output=True, text=True, timeout=300)
         details["retrain_status"] = finished.returncode
         details["retrain_stderr"] = finished.stderr[-3000:]

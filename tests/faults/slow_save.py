@@ -1,7 +1,7 @@
 """Run ``recsys`` with the model save pausing after its first array file.
 
 ``python tests/faults/slow_save.py MARKER retrain ...`` runs ``recsys retrain
-...`` (:func:`shared.cli.main`) unchanged except for the file writer of
+...`` (:func:`recsys.cli.main`) unchanged except for the file writer of
 :mod:`shared.model_store`: once the first array file of a save is written and
 fsynced inside the save's ``.tmp-*`` folder, the writer writes the name of
 that folder to ``MARKER`` (under a temporary name, then renamed, so a reader
@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import shared.model_store as model_store  # noqa: E402
-from shared import cli  # noqa: E402
+import shared.model_store as model_store
+from recsys import cli
 
 #: How long the save pauses; far longer than any test waits before killing it.
 PAUSE_S = 600.0

@@ -17,23 +17,27 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from worker_process import WorkerProcess
 
-from batch.evaluate import YOOCHOOSE_PARAMS, YOOCHOOSE_TRAINING, fit, replay_next_item
+from batch.evaluate import fit, load_profile, replay_next_item
 from batch.readers import REFERENCE_DATA_DIR, read_events
+from batch.training import TrainingParams
 from shared.config import Settings, load_settings
 from shared.model_store import save_model
-from shared.scoring import (History, ScoringParams, Session, _example_model, add_to_history,
-                            add_to_session, score_event)
+from shared.scoring import (History, ScoringParams, Session, add_to_history, add_to_session,
+                            score_event)
+from shared.scoring.example import _example_model
 from shared.signals import SignalWeights
-from worker_process import WorkerProcess
 
 YOOCHOOSE = REFERENCE_DATA_DIR / "yoochoose-100k"
 #: Test sessions sent (from the start of test.txt).
 SESSIONS = 40
+#: What ``recsys evaluate --tune`` chose on yoochoose-100k.
+TUNED = load_profile("yoochoose-tuned")
 #: The chosen parameters, plus the two state rules they leave off: items
 #: already shown are filtered (the ``shown`` list lives in the sessions
 #: table) and a user's past confidence decays with event time.
-PARAMS = replace(YOOCHOOSE_PARAMS, filter_shown=True, decay_half_life_s=120.0)
+PARAMS = replace(TUNED.scoring, filter_shown=True, decay_half_life_s=120.0)
 
 needs_data = pytest.mark.skipif(not (YOOCHOOSE / "train_full.txt").is_file(),
                                 reason="reference data not present")
@@ -86,10 +90,10 @@ def session_rec_sample(path: Path, out: Path, sessions: int) -> list[dict]:
 
 
 def test_scoring_env_gives_the_workers_settings_these_params():
-    env = scoring_env(PARAMS, alpha=YOOCHOOSE_TRAINING["alpha"])
+    env = scoring_env(PARAMS, alpha=TUNED.training.alpha)
     settings = load_settings(env)
     assert ScoringParams.from_settings(settings) == PARAMS
-    assert settings.alpha == YOOCHOOSE_TRAINING["alpha"]
+    assert settings.alpha == TUNED.training.alpha
 
 
 def test_replay_scores_an_unknown_item_with_its_category_as_the_worker_does(tmp_path):
@@ -119,11 +123,11 @@ def test_worker_lists_equal_the_evaluation_replay(kafka_bootstrap, tmp_path, fre
     """With ``filter_shown`` the worker scores event by event; without it, it scores
     micro-batches of the backlog sent here. Either way its lists are the replay's."""
     params = replace(PARAMS, filter_shown=filter_shown)
-    env = scoring_env(params, alpha=YOOCHOOSE_TRAINING["alpha"])
+    env = scoring_env(params, alpha=TUNED.training.alpha)
     settings = load_settings(dict(os.environ, **env))  # what the worker will read
     events = session_rec_sample(YOOCHOOSE / "test.txt", tmp_path / "sample.txt", SESSIONS)
     train, _ = read_events(YOOCHOOSE / "train_full.txt")
-    model = fit(train, settings, YOOCHOOSE_TRAINING)
+    model = fit(train, TrainingParams.from_settings(settings).updated(TUNED.training.reported()))
     save_model(model, tmp_path / "models")
 
     worker = WorkerProcess(kafka_bootstrap, tmp_path, free_port(), env)
@@ -156,8 +160,8 @@ def test_worker_lists_equal_the_evaluation_replay(kafka_bootstrap, tmp_path, fre
                            f"replay {differing[0][0]} worker {differing[0][1]}")
     assert max(score_gaps) <= 1e-5
     # The sample reaches the state the worker keeps between events: without
-    # the shown items (sessions table) or the decay (users table, event
-    # times) the lists would be others.
+    # the shown items (in the users row's sessions) or the decay (event times
+    # in its history) the lists would be others.
     assert {r["strategy"] for r in by_event.values()} == set(replay.strategies)
     for changed in (replace(params, filter_shown=not filter_shown),
                     replace(params, decay_half_life_s=0.0)):

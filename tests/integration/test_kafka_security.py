@@ -24,16 +24,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError as AIOKafkaError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from worker_process import WorkerProcess
 
 from batch.produce import producer_config
-from batch.retrain import announce, last_announced, params_from_settings, retrain
+from batch.retrain import announce, last_announced, retrain
 from batch.synthetic import ShopParams, generate_columns
+from batch.training import TrainingParams
 from shared.broker import ephemeral_broker
 from shared.config import load_settings
 from shared.kafka_security import KafkaSecurity, from_environ
 from shared.topics import TopicSpec, ensure_topics
 from stream import kafka_producer
-from worker_process import WorkerProcess
 
 USER, PASSWORD = "alice", "alice-pw-1"
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -249,8 +250,9 @@ def test_a_worker_on_the_sasl_listener_serves_on_loopback_without_table_views(
         # A version saved to the running worker's store is loaded once it is announced.
         columns, _ = generate_columns(20_000, seed=5, params=ShopParams(n_items=200,
                                                                         n_categories=4))
-        model, path = retrain(columns, worker.store, progress=False, **params_from_settings(
-            load_settings(als_factors=8, als_iterations=4, similar_k=20)))
+        model, path = retrain(columns, worker.store, progress=False,
+                              params=TrainingParams.from_settings(load_settings(
+                                  als_factors=8, als_iterations=4, similar_k=20)))
         announce(model.version, path, created_at=int(time.time() * 1000),
                  bootstrap=broker.sasl_bootstrap, topic=worker.topics["models"],
                  security=from_environ(worker_env))

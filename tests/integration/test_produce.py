@@ -13,7 +13,8 @@ from confluent_kafka import Consumer, Producer
 from batch.produce import (MAX_ERRORS_KEPT, Pace, ProduceSummary, ProgressLine, add_arguments,
                            describe, produce_events, producer_config, run, synthetic_events)
 from batch.readers import ReadReport, iter_events
-from batch.synthetic import ShopParams, write_jsonl
+from batch.synthetic import ShopParams
+from batch.synthetic_file import write_jsonl
 from shared.config import load_settings
 from shared.events import Event, parse_event
 from shared.topics import TopicSpec, ensure_topics

@@ -19,10 +19,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from batch.event_log import read_topic
 from batch.readers import iter_events
-from batch.retrain import (MODEL_UPDATE_KEY, RUN_ERRORS, RetrainJob, add_arguments,
-                           params_from_settings, run)
+from batch.retrain import MODEL_UPDATE_KEY, RUN_ERRORS, RetrainJob, add_arguments, run
 from batch.schedule import Every, run_periodically
-from batch.synthetic import ShopParams, write_jsonl
+from batch.synthetic import ShopParams
+from batch.synthetic_file import write_jsonl
+from batch.training import TrainingParams
 from shared.config import load_settings
 from shared.events import Event
 from shared.messages import parse_model_update
@@ -32,9 +33,10 @@ from shared.topics import TopicSpec, ensure_topics
 
 PARTITIONS = 4
 SHOP = ShopParams(n_items=200, n_categories=10)
-TRAIN = {**params_from_settings(load_settings({}, als_factors=8, als_iterations=5,
-                                              similar_k=5, als_regularization=0.05)),
-         "random_state": 7, "num_threads": 1}
+TRAIN = dataclasses.replace(
+    TrainingParams.from_settings(load_settings({}, als_factors=8, als_iterations=5, similar_k=5,
+                                               als_regularization=0.05)),
+    random_state=7, num_threads=1)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -219,7 +221,7 @@ def test_the_periodic_command_stops_cleanly_on_sigterm(kafka_bootstrap, topics, 
            "RECSYS_EVENTS_TOPIC": events_topic, "RECSYS_MODEL_UPDATES_TOPIC": updates_topic,
            "RECSYS_MODEL_DIR": str(tmp_path / "store"), "RECSYS_ALS_FACTORS": "4",
            "RECSYS_ALS_ITERATIONS": "2", "RECSYS_SIMILAR_K": "3"}
-    worker = subprocess.Popen([sys.executable, "-m", "shared.cli", "retrain", "--every", "1s"],
+    worker = subprocess.Popen([sys.executable, "-m", "recsys", "retrain", "--every", "1s"],
                               cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     try:
         loaded_announcement(announcements(kafka_bootstrap, updates_topic, 1, timeout_s=30)[0])

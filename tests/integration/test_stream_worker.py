@@ -10,13 +10,14 @@ import time
 
 import numpy as np
 import pytest
+from worker_process import WorkerProcess
 
-from batch.retrain import params_from_settings, retrain
+from batch.retrain import retrain
 from batch.synthetic import ShopParams, generate_columns
+from batch.training import TrainingParams
 from shared.config import load_settings
 from shared.messages import model_update_message, parse_dead_letter
 from shared.model_store import load_model
-from worker_process import WorkerProcess
 
 SHOP = ShopParams(n_items=400, n_categories=8, anonymous_share=0.5)
 T0 = 1_750_000_000_000
@@ -35,7 +36,8 @@ def truth_and_model(tmp_path_factory):
     columns, truth = generate_columns(60_000, seed=11, params=SHOP)
     settings = load_settings(als_factors=16, als_iterations=8, similar_k=40)
     store = tmp_path_factory.mktemp("store")
-    model, path = retrain(columns, store, progress=False, **params_from_settings(settings))
+    model, path = retrain(columns, store, params=TrainingParams.from_settings(settings),
+                          progress=False)
     return truth, model, path
 
 

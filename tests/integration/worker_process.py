@@ -46,7 +46,7 @@ class WorkerProcess:
         ensure_topics(self.bootstrap, [TopicSpec(self.topics["events"], PARTITIONS, {}),
                                        TopicSpec(self.topics["recs"], PARTITIONS, {})])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "stream", "--loglevel", "info"], env=self.env,
+            [sys.executable, "-m", "recsys", "stream", "--loglevel", "info"], env=self.env,
             cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
@@ -73,7 +73,8 @@ class WorkerProcess:
             if isinstance(event, bytes):
                 key, value = b"raw", event
             else:
-                key, value = (event.get("user_id") or event["session_id"]).encode(), json.dumps(event).encode()
+                key = (event.get("user_id") or event["session_id"]).encode()
+                value = json.dumps(event).encode()
             producer.produce(self.topics["events"], key=key, value=value,
                              on_delivery=lambda err, message, k=k: delivered(k, err, message))
         assert producer.flush(30) == 0

@@ -8,20 +8,21 @@ import time
 import unicodedata
 from collections import Counter
 from dataclasses import FrozenInstanceError
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from shared.config import load_settings
-from shared.events import (ERROR_CODES, EVENT_TYPE_CODES, EVENT_TYPES, KEY_ERROR_CODES,
-                           MAX_TS_MS, Event, EventError, EventLimits, check_key, encode_event,
-                           parse_event)
+from shared.events import (ERROR_CODES, EVENT_TYPE_CODES, EVENT_TYPES, KEY_ERROR_CODES, MAX_TS_MS,
+                           Event, EventError, EventLimits, check_key, encode_event, parse_event)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
-import adversarial  # noqa: E402  (tests/faults is a folder of helpers, not a package)
+import adversarial
 
 GOOD = {"event_id": "e1", "user_id": "u1", "session_id": "s1", "item_id": "i1",
         "type": "view", "ts": 1396867869277}
@@ -288,18 +289,18 @@ def test_first_problem_wins_in_field_order():
 
 
 def test_limits_come_from_settings():
-    limits = EventLimits.from_settings(load_settings({"RECSYS_MAX_QUANTITY": "3"}))
+    limits = load_settings({"RECSYS_MAX_QUANTITY": "3"}).event_limits()
     assert limits.max_quantity == 3
     assert code_of(event_bytes(type="buy", quantity=4), **vars(limits)) == "bad_quantity"
     assert parse_event(event_bytes(type="buy", quantity=4)).quantity == 4
-    limits = EventLimits.from_settings(load_settings({
+    limits = load_settings({
         "RECSYS_MAX_ID_CHARS": "4", "RECSYS_MAX_CATEGORY_CHARS": "2",
-        "RECSYS_MAX_CLOCK_SKEW_S": "0.5"}))
+        "RECSYS_MAX_CLOCK_SKEW_S": "0.5"}).event_limits()
     assert (limits.max_id_chars, limits.max_category_chars, limits.max_clock_skew_s) == (4, 2, 0.5)
     assert code_of(event_bytes(item_id="i2345"), **vars(limits)) == "field_too_long"
     assert code_of(event_bytes(category="abc"), **vars(limits)) == "field_too_long"
     assert code_of(event_bytes(ts=now_ms() + 60_000), **vars(limits)) == "future_timestamp"
-    assert EventLimits() == EventLimits.from_settings(load_settings({}))
+    assert EventLimits() == load_settings({}).event_limits()
     assert (EventLimits().max_id_chars, EventLimits().max_category_chars,
             EventLimits().max_clock_skew_s) == (128, 128, 86_400.0)
 
@@ -340,7 +341,7 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(
         st.text(max_size=8), children, max_size=4),
     max_leaves=12)
-iso_times = st.datetimes(timezones=st.just(timezone.utc)).map(lambda moment: moment.isoformat())
+iso_times = st.datetimes(timezones=st.just(UTC)).map(lambda moment: moment.isoformat())
 field_values = {
     "event_id": json_values | st.text(min_size=1),
     "user_id": json_values | st.text(min_size=1),

@@ -6,7 +6,8 @@ import base64
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.events import ERROR_CODES, EventError, parse_event
 from shared.messages import (MessageError, dead_letter, epoch_ms_now, model_update_message,

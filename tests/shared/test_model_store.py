@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -128,9 +128,9 @@ def test_existing_version_is_never_overwritten(tmp_path):
 
 
 def test_versions_of_the_same_second_differ_and_sort_by_time():
-    first = new_version(datetime(2026, 11, 27, 15, 1, 2, 5, tzinfo=timezone.utc))
-    second = new_version(datetime(2026, 11, 27, 15, 1, 2, 40, tzinfo=timezone.utc))
-    later = new_version(datetime(2026, 11, 27, 15, 1, 3, tzinfo=timezone.utc))
+    first = new_version(datetime(2026, 11, 27, 15, 1, 2, 5, tzinfo=UTC))
+    second = new_version(datetime(2026, 11, 27, 15, 1, 2, 40, tzinfo=UTC))
+    later = new_version(datetime(2026, 11, 27, 15, 1, 3, tzinfo=UTC))
     assert first == "20261127T150102Z-000005"
     assert sorted([later, second, first]) == [first, second, later]
 
@@ -303,7 +303,7 @@ def test_a_future_created_at_is_not_saved(tmp_path):
 
 def test_version_time_parses_real_names_only():
     assert version_time("20261127T150102Z-000005") == datetime(2026, 11, 27, 15, 1, 2, 5,
-                                                               tzinfo=timezone.utc)
+                                                               tzinfo=UTC)
     for bad in ("../escape", "20261127T150102Z-00000", 20261127, None):
         with pytest.raises(ModelError, match="not of the form"):
             version_time(bad)
@@ -414,7 +414,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HANGING_SAVE = """
 import dataclasses, sys, time
 import shared.model_store as store
-from shared.scoring import _example_model
+from shared.scoring.example import _example_model
 
 real_write = store._write_array
 

@@ -1,14 +1,15 @@
 """The scoring path: fold-in parity with implicit, exact rankings, filters, fall-backs, state rules."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import sparse
 
 from shared.model import Model
 from shared.scoring import (History, ScoringParams, Session, SourceWeights, add_shown,
                             add_to_history, add_to_session, anchor_weights, blend_scores,
-                            fold_in_user, history_arrays, normalise, popular_items, recommend,
-                            recommend_for_user, score_event, to_indices)
+                            fold_in_user, history_arrays, normalise, popular_items, score_catalogue,
+                            score_event, to_indices)
 
 implicit_als = pytest.importorskip("implicit.cpu.als")
 
@@ -116,49 +117,68 @@ def ids(rec):
     return rec.items.tolist()
 
 
+def item_id(m, index) -> str:
+    """The external id of a model index; an index outside the model is an id it does not know."""
+    return str(m.item_ids[index]) if 0 <= index < m.n_items else f"unknown{index}"
+
+
+def score(m, query_item, history_items=(), history_confidence=(), *, session_items=(), bought=(),
+          shown=(), unavailable=None, query_category=-1, user_factors=None, **params):
+    """:func:`score_event` of a state written in model indices (and a category code)."""
+    name = lambda index: item_id(m, index)  # noqa: E731
+    history = History(items=tuple(map(name, history_items)),
+                      confidence=tuple(map(float, history_confidence)),
+                      last_ts_ms=(0,) * len(history_items), bought=tuple(map(name, bought)))
+    session = Session(items=tuple(map(name, session_items)), shown=tuple(map(name, shown)))
+    category = str(m.categories[query_category]) if query_category >= 0 else None
+    return score_event(m, history, session, name(query_item),
+                       ScoringParams(filter_shown=True, **params), query_category=category,
+                       unavailable=unavailable, user_factors=user_factors)
+
+
 def test_similar_items_in_the_query_rows_order():
     m = make_model(**ASYMMETRIC)
-    rec = recommend(m, 0, n=3, blend=0.0)
+    rec = score(m, 0, n=3, blend=0.0)
     assert ids(rec) == [3, 1, 2]
     assert rec.strategy == "similar"
     np.testing.assert_allclose(rec.scores, [1.0, 0.5, 0.0])
-    assert ids(recommend(m, 3, n=1, blend=0.0)) == [1]
+    assert ids(score(m, 3, n=1, blend=0.0)) == [1]
 
 
 def test_next_source_follows_the_row_not_the_column():
     m = make_model(**ASYMMETRIC)
     only_next = SourceWeights(similar=0.0, next=1.0)
-    assert ids(recommend(m, 0, n=2, blend=0.0, sources=only_next)) == [2, 5]
-    assert ids(recommend(m, 2, n=1, blend=0.0, sources=only_next)) == [4]
+    assert ids(score(m, 0, n=2, blend=0.0, sources=only_next)) == [2, 5]
+    assert ids(score(m, 2, n=1, blend=0.0, sources=only_next)) == [4]
 
 
 def test_sources_add_up_with_their_weights_after_max_normalisation():
     m = make_model(**ASYMMETRIC)
     # similar: 3 -> 1.0, 1 -> 0.556, 2 -> 0.111; next: 2 -> 1.0, 5 -> 0.2.
     both = SourceWeights(similar=1.0, next=1.0)
-    rec = recommend(m, 0, n=4, blend=0.0, sources=both)
+    rec = score(m, 0, n=4, blend=0.0, sources=both)
     assert ids(rec) == [2, 3, 1, 5]
     # Weight 2 on similar puts 3 first.
-    assert ids(recommend(m, 0, n=2, blend=0.0, sources=SourceWeights(similar=2.0, next=1.0))) == [3, 2]
+    assert ids(score(m, 0, n=2, blend=0.0, sources=SourceWeights(similar=2.0, next=1.0))) == [3, 2]
 
 
 def test_older_session_items_count_with_the_decay():
     m = make_model(**ASYMMETRIC)
     # Session 5 then 0 (query): next(0) = {2: 5, 5: 1}, next(5) = {0: 1} weighted 0.5.
     src = SourceWeights(similar=0.0, next=1.0, next_decay=0.5)
-    rec = recommend(m, 0, n=3, blend=0.0, sources=src, session_items=[5, 0], exclude_query=False)
+    rec = score(m, 0, n=3, blend=0.0, sources=src, session_items=[5, 0], exclude_query=False)
     assert ids(rec) == [2, 5, 0]
     np.testing.assert_allclose(rec.scores, [1.0, 0.1 / 0.9, 0.0], atol=1e-6)
     # decay 0: only the query's row.
     src0 = SourceWeights(similar=0.0, next=1.0, next_decay=0.0)
-    rec0 = recommend(m, 0, n=3, blend=0.0, sources=src0, session_items=[5, 0], exclude_query=False)
+    rec0 = score(m, 0, n=3, blend=0.0, sources=src0, session_items=[5, 0], exclude_query=False)
     assert ids(rec0)[:2] == [2, 5] and rec0.strategy == "similar+popular"
 
 
 def test_session_source_brings_back_recent_items_query_first():
     m = make_model(**ASYMMETRIC)
     src = SourceWeights(similar=0.0, session=1.0, session_decay=0.5)
-    rec = recommend(m, 4, n=3, blend=0.0, sources=src, session_items=[1, 2, 1, 4],
+    rec = score(m, 4, n=3, blend=0.0, sources=src, session_items=[1, 2, 1, 4],
                     exclude_query=False)
     # 4: 1, 1: 0.5 + 0.125 = 0.625, 2: 0.25.
     assert ids(rec) == [4, 1, 2]
@@ -168,25 +188,25 @@ def test_personal_score_reranks_the_candidates():
     # Items 1 and 2 are equally similar to 0; the user likes the direction of item 2.
     y = np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=np.float32)
     m = make_model(n_items=4, factors=y, similar={0: [(1, 0.5), (2, 0.5), (3, 0.4)]})
-    assert ids(recommend(m, 0, n=3, blend=0.0)) == [1, 2, 3]  # tie -> lower index
-    rec = recommend(m, 0, [2], [10.0], n=3, blend=0.5)
+    assert ids(score(m, 0, n=3, blend=0.0)) == [1, 2, 3]  # tie -> lower index
+    rec = score(m, 0, [2], [10.0], n=3, blend=0.5)
     assert ids(rec)[0] == 2
     assert rec.strategy == "personalized_similar"
     # The same with the vector given.
     x = fold_in_user(y, [2], [10.0], regularization=0.1)
-    assert ids(recommend(m, 0, n=3, blend=0.5, user_factors=x)) == ids(rec)
+    assert ids(score(m, 0, n=3, blend=0.5, user_factors=x)) == ids(rec)
     # blend 1: personal score alone orders the candidates.
     order = np.argsort(-(y[[1, 2, 3]] @ x), kind="stable")
-    assert ids(recommend(m, 0, n=3, blend=1.0, user_factors=x)) == [[1, 2, 3][i] for i in order]
+    assert ids(score(m, 0, n=3, blend=1.0, user_factors=x)) == [[1, 2, 3][i] for i in order]
 
 
 def test_pool_limits_what_the_personal_score_can_lift():
     y = np.array([[1.0, 0.0], [1.0, 0.0], [0.9, 0.1], [0.0, 1.0]], dtype=np.float32)
     m = make_model(n_items=4, factors=y, similar={0: [(1, 0.9), (2, 0.8), (3, 0.1)]})
     x = np.array([0.0, 5.0])
-    assert ids(recommend(m, 0, n=1, blend=0.9, user_factors=x))[0] == 3
+    assert ids(score(m, 0, n=1, blend=0.9, user_factors=x))[0] == 3
     pooled = SourceWeights(pool=2)
-    assert ids(recommend(m, 0, n=3, blend=0.9, user_factors=x, sources=pooled))[:2] == [2, 1]
+    assert ids(score(m, 0, n=3, blend=0.9, user_factors=x, sources=pooled))[:2] == [2, 1]
 
 
 # ---------------------------------------------------------------------------
@@ -196,32 +216,32 @@ def test_pool_limits_what_the_personal_score_can_lift():
 def test_filters_bought_shown_unavailable_and_query():
     m = make_model(**ASYMMETRIC)
     only_sim = SourceWeights(similar=1.0, session=1.0)
-    full = recommend(m, 0, n=3, blend=0.0, sources=only_sim, exclude_query=False)
+    full = score(m, 0, n=3, blend=0.0, sources=only_sim, exclude_query=False)
     assert 0 in ids(full)
-    assert 0 not in ids(recommend(m, 0, n=3, blend=0.0, sources=only_sim))
-    assert 3 not in ids(recommend(m, 0, n=3, blend=0.0, bought=[3]))
-    assert 1 not in ids(recommend(m, 0, n=3, blend=0.0, shown=np.array([1])))
+    assert 0 not in ids(score(m, 0, n=3, blend=0.0, sources=only_sim))
+    assert 3 not in ids(score(m, 0, n=3, blend=0.0, bought=[3]))
+    assert 1 not in ids(score(m, 0, n=3, blend=0.0, shown=np.array([1])))
     unavailable = np.zeros(6, dtype=bool)
     unavailable[2] = True
-    assert 2 not in ids(recommend(m, 0, n=6, blend=0.0, unavailable=unavailable))
+    assert 2 not in ids(score(m, 0, n=6, blend=0.0, unavailable=unavailable))
 
 
 def test_exclude_session_leaves_out_every_session_item():
     m = make_model(**ASYMMETRIC)
-    rec = recommend(m, 0, n=6, blend=0.0, session_items=[3, 0], exclude_session=True)
+    rec = score(m, 0, n=6, blend=0.0, session_items=[3, 0], exclude_session=True)
     assert not {0, 3} & set(ids(rec))
 
 
 def test_flags_do_not_leak_between_calls():
     """Regression: blocked items are flagged in a scratch array that must be cleared."""
     m = make_model(**ASYMMETRIC)
-    recommend(m, 0, n=3, blend=0.0, bought=[3, 1])
-    assert ids(recommend(m, 0, n=3, blend=0.0)) == [3, 1, 2]
+    score(m, 0, n=3, blend=0.0, bought=[3, 1])
+    assert ids(score(m, 0, n=3, blend=0.0)) == [3, 1, 2]
 
 
 def test_unknown_items_are_ignored_not_fatal():
     m = make_model(**ASYMMETRIC)
-    rec = recommend(m, 0, [99, -1, 3], [5.0, 5.0, 5.0], n=3, blend=0.5,
+    rec = score(m, 0, [99, -1, 3], [5.0, 5.0, 5.0], n=3, blend=0.5,
                     session_items=[-1, 42, 0], bought=[-5, 1000])
     assert set(ids(rec)) <= set(range(6))
     assert len(ids(rec)) == 3
@@ -233,17 +253,17 @@ def test_unknown_items_are_ignored_not_fatal():
 
 def test_unknown_query_falls_back_to_its_category_then_overall():
     m = make_model(**ASYMMETRIC, popularity=[1, 9, 3, 7, 5, 2], category=[0, 1, 0, 1, 0, -1])
-    rec = recommend(m, -1, n=5, query_category=1)
+    rec = score(m, -1, n=5, query_category=1)
     assert ids(rec) == [1, 3, 4, 2, 5]
     assert rec.strategy == "popular_category+popular"
     assert np.all(rec.scores < 0) and np.all(np.diff(rec.scores) < 0)
-    rec = recommend(m, -1, n=2)
+    rec = score(m, -1, n=2)
     assert ids(rec) == [1, 3] and rec.strategy == "popular"
 
 
 def test_short_candidate_list_is_topped_up_without_repeats():
     m = make_model(**ASYMMETRIC, popularity=[1, 9, 3, 7, 5, 2], category=[0, 1, 0, 1, 0, -1])
-    rec = recommend(m, 3, n=4, blend=0.0, bought=[4])
+    rec = score(m, 3, n=4, blend=0.0, bought=[4])
     # similar(3) = [1]; category of 3 is 1 -> {1, 3} (1 taken, 3 is the query); overall: 2, 5.
     assert ids(rec) == [1, 2, 5, 0]
     assert rec.strategy == "similar+popular"
@@ -260,10 +280,10 @@ def test_popular_lists_per_category():
 
 def test_unknown_query_with_known_session_items_folds_in_the_session():
     m = make_model(**ASYMMETRIC)
-    rec = recommend(m, -1, [0], [5.0], n=2, blend=0.5, session_items=[0, -1])
+    rec = score(m, -1, [0], [5.0], n=2, blend=0.5, session_items=[0, -1])
     assert rec.strategy.startswith("session_fold_in")
     assert set(ids(rec)) <= {0, 1, 2, 3}
-    rec = recommend(m, -1, n=2, blend=0.0, session_items=[0])
+    rec = score(m, -1, n=2, blend=0.0, session_items=[0])
     assert rec.strategy == "session_similar"
     assert ids(rec) == [3, 1]
 
@@ -271,19 +291,27 @@ def test_unknown_query_with_known_session_items_folds_in_the_session():
 def test_history_without_candidates_ranks_popular_items_by_the_user_vector():
     y = np.array([[1, 0], [0, 1], [1, 0.1], [0.1, 1]], dtype=np.float32)
     m = make_model(n_items=4, factors=y)
-    rec = recommend(m, 1, [1], [10.0], n=2, blend=0.5)
+    rec = score(m, 1, [1], [10.0], n=2, blend=0.5)
     assert rec.strategy == "session_fold_in"
     assert ids(rec) == [3, 0] or ids(rec)[0] == 3
 
 
-def test_recommend_for_user_and_ensemble():
+def test_score_catalogue_user_items_and_ensemble():
     y = np.array([[1, 0], [0, 1], [1, 0.2], [0.2, 1]], dtype=np.float32)
     m = make_model(n_items=4, factors=y)
-    rec = recommend_for_user(m, [1], [10.0], n=2, exclude=[1])
+    liked = History(items=("i1",), confidence=(10.0,), last_ts_ms=(0,))
+    rec, = score_catalogue(m, [(liked, Session(), "i1", None)], ScoringParams(n=2, blend=1.0))
     assert ids(rec) == [3, 2] and rec.strategy == "user_items"
-    rec = recommend_for_user(m, [1], [10.0], n=1, exclude=[1, 0], similar_to=0, blend=0.1)
+    bought = History(items=("i1",), confidence=(10.0,), last_ts_ms=(0,), bought=("i1",))
+    rec, = score_catalogue(m, [(bought, Session(), "i0", None)], ScoringParams(n=1, blend=0.1))
     assert ids(rec) == [2] and rec.strategy == "ensemble"
-    assert recommend_for_user(m, [], [], n=2).strategy == "popular"
+    rec, = score_catalogue(m, [(History(), Session(), None, None)], ScoringParams(n=2))
+    assert rec.strategy == "popular"
+    # One batch gives each request's own list.
+    batch = [(liked, Session(), "i1", None), (bought, Session(), "i0", None)]
+    params = ScoringParams(n=2, blend=0.1)
+    assert [ids(r) for r in score_catalogue(m, batch, params)] == \
+        [ids(score_catalogue(m, [r], params)[0]) for r in batch]
 
 
 # ---------------------------------------------------------------------------
@@ -396,7 +424,7 @@ def test_ids_and_history_arrays():
     assert items.tolist() == [2] and conf.tolist() == [3.0]
 
 
-def test_score_event_is_recommend_on_the_mapped_state():
+def test_score_event_scores_the_state_in_model_indices():
     m = make_model(**ASYMMETRIC, category=[0, 1, 0, 1, 0, -1])
     params = ScoringParams(n=4, blend=0.3, sources=SourceWeights(similar=1.0, next=0.5, next_decay=0.5),
                            filter_shown=True)
@@ -407,11 +435,10 @@ def test_score_event_is_recommend_on_the_mapped_state():
         s = add_to_session(s, item, max_len=10)
     s = add_shown(s, ["i2"], max_len=10)
     got = score_event(m, h, s, "i0", params)
-    items, conf = history_arrays(m, h)
-    want = recommend(m, 0, items, conf, session_items=[5, 0], shown=[2], n=4, blend=0.3,
-                     sources=params.sources)
-    assert ids(got) == ids(want) and got.strategy == want.strategy
-    np.testing.assert_allclose(got.scores, want.scores)
+    # Session 5 then 0 (the query), item 2 shown and the query left out: the candidates are
+    # 3 and 1 (similar to 0) and 5 (follows 0); category 0 of the query tops the list up.
+    assert ids(got) == [3, 1, 5, 4] and got.strategy == "personalized_similar+popular_category"
+    np.testing.assert_allclose(got.scores, [0.7, 17 / 45, 0.0, -0.5], rtol=1e-6)
     assert 2 not in ids(got)
     # An item the model does not know, with the event's category.
     assert score_event(m, History(), Session(), "new", params,

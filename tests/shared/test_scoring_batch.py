@@ -10,16 +10,20 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import shared.scoring as scoring
 from batch.retrain import train_model
 from batch.synthetic import ShopParams, generate_columns
+from batch.training import TrainingParams
 from shared.events import EVENT_TYPE_CODES
 from shared.model import Model
-from shared.scoring import (NORMALISATIONS, SOURCES, History, ScoringParams, Session,
-                            SourceWeights, add_shown, add_to_history, add_to_session,
-                            fold_in_user, recommend, score_event, score_events)
+from shared.scoring import (NORMALISATIONS, SOURCES, History, ScoringParams, Session, SourceWeights,
+                            add_shown, add_to_history, add_to_session, fold_in_user, score_event,
+                            score_events)
+from shared.scoring.foldin import _fold_in_batch
+from shared.scoring.prepared import _prepare
 from shared.signals import SignalWeights
 
 WEIGHTS = SignalWeights(view=0.1, dwell=0.15, dwell_cap_ms=60000, click=0.25, add_to_cart=0.5,
@@ -48,8 +52,10 @@ def shop():
     """(model, requests): a model fit on 15,000 events and the states of the next 5,000."""
     columns, _ = generate_columns(20_000, seed=3, params=ShopParams(n_items=300, n_categories=12))
     train = dataclasses.replace(columns, **{name: getattr(columns, name)[:15_000] for name in ROWS})
-    model = train_model(train, weights=WEIGHTS, factors=16, regularization=0.05, iterations=6,
-                        similar_k=20, num_threads=1, progress=False)
+    model = train_model(train, params=TrainingParams(weights=WEIGHTS, factors=16,
+                                                     regularization=0.05, iterations=6,
+                                                     similar_k=20, num_threads=1),
+                        progress=False)
     histories, sessions, requests = {}, {}, []
     for row in range(15_000, len(columns)):
         user, session = columns.user[row], columns.session[row]
@@ -156,14 +162,14 @@ def test_batched_fold_in_solves_the_normal_equations(shop):
     """Short histories go through the Woodbury identity in float64: x_u to rounding. Longer
     ones (and |c| < 1) take fold_in_user's k × k solve in float32: x_u to about 1e-6."""
     model, _ = shop
-    prep = scoring._prepare(model)
+    prep = _prepare(model)
     assert prep.woodbury_max == 12
     rng = np.random.default_rng(5)
     histories = [(rng.choice(model.n_items, h, replace=False).tolist(),
                   (1.0 + 15.0 * rng.random(h)).tolist()) for h in (1, 2, 7, 8, 9, 12, 13, 40, 100)]
     histories.append(([3, 4], [0.5, 2.0]))  # |c| < 1: the k × k solve
     histories.append(([], []))
-    got = scoring._fold_in_batch(prep, histories)
+    got = _fold_in_batch(prep, histories)
     assert got[-1] is None
     for (items, confidence), x in zip(histories[:-1], got[:-1]):
         want = _normal_equations(model, items, confidence)
@@ -180,12 +186,12 @@ def test_batched_fold_in_solves_the_normal_equations(shop):
        seed=st.integers(0, 2**32 - 1))
 def test_a_folded_in_vector_does_not_depend_on_its_batch(shop, lengths, seed):
     """Bit for bit, in float64: the stacks must not let one history change another's rounding."""
-    prep = scoring._prepare(shop[0])
+    prep = _prepare(shop[0])
     rng = np.random.default_rng(seed)
     histories = [(rng.choice(prep.n_items, h, replace=False).tolist(),
                   (1.0 + 15.0 * rng.random(h)).tolist()) for h in lengths]
-    for together, (items, confidence) in zip(scoring._fold_in_batch(prep, histories), histories):
-        alone = scoring._fold_in_batch(prep, [(items, confidence)])[0]
+    for together, (items, confidence) in zip(_fold_in_batch(prep, histories), histories):
+        alone = _fold_in_batch(prep, [(items, confidence)])[0]
         assert (together is None and alone is None) or together.tobytes() == alone.tobytes()
 
 
@@ -260,7 +266,8 @@ def test_pool_ties_go_to_the_lower_index():
               next_items=np.full((4, 1), -1, np.int32), next_scores=np.zeros((4, 1), np.float32),
               popularity=np.ones(4, np.float32), item_category=np.zeros(4, np.int32),
               categories=np.array(["a"]), meta={"params": {"regularization": 0.1}})
-    rec = recommend(m, 0, n=3, blend=0.9, user_factors=np.array([0.0, 5.0]),
-                    sources=SourceWeights(pool=2))
+    rec = score_event(m, History(), Session(), "i0",
+                      ScoringParams(n=3, blend=0.9, sources=SourceWeights(pool=2)),
+                      user_factors=np.array([0.0, 5.0]))
     assert rec.items.tolist() == [2, 1, 3] and rec.scores[2] < 0  # 3 only as a fall-back
     assert rec.strategy.startswith("personalized_similar+")

@@ -2,9 +2,9 @@
 from collections import defaultdict
 from types import SimpleNamespace
 
+from faust.types.tuples import TP
 from intervaltree import IntervalTree
 
-from faust.types.tuples import TP
 from stream import faust_fixes
 
 TP0 = TP("events", 0)

@@ -12,7 +12,7 @@ import pytest
 import shared.model_store as store_module
 import stream.model_cache as model_cache_module
 from shared.model_store import save_model
-from shared.scoring import _example_model
+from shared.scoring.example import _example_model
 from stream.model_cache import ModelCache
 
 VERSIONS = ["20261127T150100Z-000000", "20261127T150200Z-000000", "20261127T150300Z-000000"]

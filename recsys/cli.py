@@ -2,38 +2,24 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
-from pathlib import Path
 
-from shared.broker import BrokerError, LocalBroker
+from batch import evaluate, produce, retrain, synthetic_file
+from recsys import demo
+from shared.broker import BrokerError, ensure_broker, local_broker
 from shared.config import ConfigError, Settings, load_settings
 from shared.topics import ensure_topics, project_topics
+from stream import worker
 
 #: Subcommands implemented elsewhere: name -> (module with add_arguments/run, help).
 _JOBS = {
-    "synthetic": ("batch.synthetic", "write a synthetic shop's events and ground truth"),
-    "produce": ("batch.produce", "replay an event file or a synthetic shop into the events topic"),
-    "retrain": ("batch.retrain", "train ALS on the event log and publish a model version"),
-    "evaluate": ("batch.evaluate", "evaluate on a data set: original and next-item protocols, report"),
-    "demo": ("stream.demo", "run the whole system end to end on embedded defaults"),
-    "stream": ("stream.worker", "run a stream worker (Faust agent, RocksDB tables, web views)"),
+    "synthetic": (synthetic_file, "write a synthetic shop's events and ground truth"),
+    "produce": (produce, "replay an event file or a synthetic shop into the events topic"),
+    "retrain": (retrain, "train ALS on the event log and publish a model version"),
+    "evaluate": (evaluate, "evaluate on a data set: original and next-item protocols, report"),
+    "demo": (demo, "run the whole system end to end on embedded defaults"),
+    "stream": (worker, "run a stream worker (Faust agent, RocksDB tables, web views)"),
 }
-
-
-def local_broker(settings: Settings) -> LocalBroker:
-    """The project's own broker as configured."""
-    return LocalBroker(home=Path(settings.kafka_home).expanduser(), port=settings.kafka_port)
-
-
-def ensure_broker(settings: Settings, environ=os.environ) -> str:
-    """Bootstrap servers to use: ``KAFKA_BOOTSTRAP`` when set, else the local broker (started)."""
-    if "KAFKA_BOOTSTRAP" in environ:
-        return settings.kafka_bootstrap
-    broker = local_broker(settings)
-    print(broker.start(), file=sys.stderr)
-    return broker.bootstrap
 
 
 def _kafka(args, settings: Settings) -> None:
@@ -50,7 +36,7 @@ def _topics(args, settings: Settings) -> None:
 
 
 def _config(args, settings: Settings) -> None:
-    for name, env, value, doc in settings.describe():
+    for _, env, value, doc in settings.describe():
         print(f"{env:34} {value!s:28} {doc}")
 
 
@@ -65,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ).set_defaults(handler=_topics)
     commands.add_parser("config", help="list every setting, its variable and value"
                         ).set_defaults(handler=_config)
-    for name, (module_name, help_text) in _JOBS.items():
-        module = importlib.import_module(module_name)
+    for name, (module, help_text) in _JOBS.items():
         sub = commands.add_parser(name, help=help_text)
         module.add_arguments(sub)
         sub.set_defaults(handler=lambda args, settings, run=module.run: run(args, settings))

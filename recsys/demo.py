@@ -23,9 +23,9 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 from batch.produce import produce_events, synthetic_events
-from batch.retrain import RetrainJob, params_from_settings
+from batch.retrain import RetrainJob
+from batch.training import TrainingParams
 from shared import kafka_security
-from shared.events import EventLimits
 from shared.messages import parse_recommendation
 from shared.model_store import load_latest
 from shared.topics import ensure_topics, project_topics
@@ -38,6 +38,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--live", type=int, default=5_000, help="events replayed live")
     parser.add_argument("--rate", type=float, default=500.0, help="live events per second")
     parser.add_argument("--seed", type=int, default=7)
+
+
+def _command() -> str:
+    """How to run ``recsys`` from here: the script beside this Python when there is one."""
+    script = Path(sys.executable).parent / "recsys"
+    if not script.exists():
+        return f"{sys.executable} -m recsys"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _step(text: str) -> None:
@@ -90,9 +101,10 @@ def _show_visitor(recs: list[dict], model) -> None:
     for rec in recs:
         by_session.setdefault(rec["session_id"], []).append(rec)
     session, visit = max(by_session.items(), key=lambda kv: len(kv[1]))
-    category = lambda item: (model.categories[model.item_category[model.item_index[item]]]
-                             if item in model.item_index and model.item_category[model.item_index[item]] >= 0
-                             else "?")
+    def category(item: str) -> str:
+        code = model.item_category[model.item_index[item]] if item in model.item_index else -1
+        return model.categories[code] if code >= 0 else "?"
+
     print(f"visitor {visit[-1]['user_id']} (session {session}) looked at: "
           + ", ".join(f"{r['query_item_id']} [{category(r['query_item_id'])}]" for r in visit[-6:]))
     last = visit[-1]
@@ -105,7 +117,7 @@ def _show_visitor(recs: list[dict], model) -> None:
 
 def run(args, settings) -> int:
     """Run the demo; the broker it started is left running for a look around."""
-    from shared.cli import ensure_broker
+    from shared.broker import ensure_broker
 
     work = Path("var/demo")
     work.mkdir(parents=True, exist_ok=True)
@@ -121,10 +133,10 @@ def run(args, settings) -> int:
     print(f"delivered {summary.delivered:,} in {summary.elapsed_s:.1f} s")
 
     _step("retrain from the topic, announce on model-updates")
-    job = RetrainJob(store_dir=Path(settings.model_dir), train=params_from_settings(settings),
+    job = RetrainJob(store_dir=Path(settings.model_dir), params=TrainingParams.from_settings(settings),
                      keep_versions=settings.keep_versions, bootstrap=bootstrap,
                      events_topic=settings.events_topic, announce_topic=settings.model_updates_topic,
-                     limits=EventLimits.from_settings(settings), progress=False)
+                     limits=settings.event_limits(), progress=False)
     model, path = job()
     print(f"model {model.version}: {model.n_items:,} items, trained in "
           f"{sum(model.meta['timings_s'].values()):.1f} s -> {path}")
@@ -132,7 +144,7 @@ def run(args, settings) -> int:
     _step("stream worker")
     env = dict(os.environ, KAFKA_BOOTSTRAP=bootstrap)
     log = (work / "worker.log").open("ab")
-    worker = subprocess.Popen([sys.executable, "-m", "shared.cli", "stream", "--loglevel", "warn"],
+    worker = subprocess.Popen([sys.executable, "-m", "recsys", "stream", "--loglevel", "warn"],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     port = settings.web_port
     try:
@@ -171,5 +183,5 @@ def run(args, settings) -> int:
     finally:
         worker.terminate()
         worker.wait(60)
-    print(f"\nDone. The broker keeps running ({bootstrap}); stop it with: recsys kafka stop")
+    print(f"\nDone. The broker keeps running ({bootstrap}); stop it with: {_command()} kafka stop")
     return 0
