@@ -56,6 +56,7 @@ from batch.readers import BadRowError, FormatError, detect_format, read_events
 from batch.schedule import Cron, Every, ScheduleError, parse_interval, run_periodically, stop_on_signals
 from batch.training import (RetrainError, TrainingParams, _check_columns, _check_interactions,
                             _counts, _in_id_order, _Steps, _UsedEvents, fit_als)
+from shared.broker import ensure_broker
 from shared.events import EventLimits
 from shared.model import Model
 from shared.model_store import META_FILE, ModelError, latest_version, new_version, prune, save_model
@@ -373,8 +374,6 @@ def run(args, settings) -> int:
 
 def _job(args, settings) -> RetrainJob:
     """The job ``args`` ask for; starts the local broker when Kafka is needed and none is set."""
-    from shared.broker import ensure_broker
-
     announce_to = args.announce if args.announce is not None else args.input is None
     bootstrap = ensure_broker(settings) if args.input is None or announce_to else None
     if announce_to:

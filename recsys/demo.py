@@ -20,12 +20,13 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 
 from batch.produce import produce_events, synthetic_events
 from batch.retrain import RetrainJob
 from batch.training import TrainingParams
 from shared import kafka_security
+from shared.broker import ensure_broker
 from shared.messages import parse_recommendation
 from shared.model_store import load_latest
 from shared.topics import ensure_topics, project_topics
@@ -117,8 +118,6 @@ def _show_visitor(recs: list[dict], model) -> None:
 
 def run(args, settings) -> int:
     """Run the demo; the broker it started is left running for a look around."""
-    from shared.broker import ensure_broker
-
     work = Path("var/demo")
     work.mkdir(parents=True, exist_ok=True)
     _step("Kafka broker and topics")
@@ -160,7 +159,6 @@ def run(args, settings) -> int:
         _step(f"live: {args.live:,} events at {args.rate:,.0f}/s, plus 2 malformed ones")
         live = list(synthetic_events(args.live, seed=args.seed + 1))
         live_summary = produce_events(bootstrap, settings.events_topic, live, rate=args.rate)
-        from confluent_kafka import Producer
         bad = Producer({"bootstrap.servers": bootstrap,
                         **kafka_security.from_environ().confluent()})
         bad.produce(settings.events_topic, key=b"demo", value=b"{this is not json")

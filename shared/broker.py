@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from shared.config import Settings
+from confluent_kafka.admin import AdminClient
+
+from shared.config import Settings, bootstrap_given
 
 KAFKA_VERSION = "3.9.1"
 _DIST = resources.files("shared") / "kafka_dist"
@@ -96,8 +98,6 @@ def free_port() -> int:
 
 def broker_ready(bootstrap: str, timeout_s: float = 1.0) -> bool:
     """True when a broker at ``bootstrap`` answers a metadata request."""
-    from confluent_kafka.admin import AdminClient
-
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
                          "socket.connection.setup.timeout.ms": 1000})
     try:
@@ -326,8 +326,9 @@ def local_broker(settings: Settings) -> LocalBroker:
 
 
 def ensure_broker(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
-    """Bootstrap servers to use: ``KAFKA_BOOTSTRAP`` when set, else the local broker (started)."""
-    if "KAFKA_BOOTSTRAP" in environ:
+    """Bootstrap servers to use: those configured (``KAFKA_BOOTSTRAP`` or the configuration
+    file's ``kafka_bootstrap``), else the local broker's, started."""
+    if bootstrap_given(environ):
         return settings.kafka_bootstrap
     broker = local_broker(settings)
     print(broker.start(), file=sys.stderr)

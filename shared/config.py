@@ -1,9 +1,21 @@
-"""Every setting of the system: its environment name, default and meaning.
+"""Every setting of the system: its environment name, default, allowed range and meaning.
 
-Settings are read once, from the environment, by :func:`load_settings`.
-A value that cannot be parsed or is out of range fails fast with a message
-naming the variable to fix. Functions elsewhere take plain values, not this
-object; only entry points (the CLI, the worker, the benchmarks) read it.
+Settings are read once by :func:`load_settings`, in this order, each over the
+one before:
+
+1. the defaults below;
+2. a configuration file (TOML), named by ``--config FILE`` or ``RECSYS_CONFIG``;
+   its keys are the environment variables' names without ``RECSYS_``, in
+   lower case (``blend = 0.1`` for ``RECSYS_BLEND``, ``kafka_bootstrap`` for
+   ``KAFKA_BOOTSTRAP``), and its values are TOML numbers, strings and booleans;
+3. the environment (``RECSYS_*``, ``KAFKA_BOOTSTRAP``).
+
+A value that cannot be parsed or is out of range, an unknown key in the file
+and an unknown ``RECSYS_*`` variable fail fast with a message that names what
+to fix (and the closest valid name). Functions elsewhere take plain values,
+not this object; only entry points (the CLI, the worker, the benchmarks) read
+it. :func:`read_settings` also says where each value came from (``recsys
+config`` shows it).
 
 Example
 -------
@@ -14,8 +26,10 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,20 +41,38 @@ class ConfigError(ValueError):
     """A setting is malformed or out of range; the message says which and why."""
 
 
-def _setting(env: str, default: Any, doc: str, *, check=None) -> Any:
+#: The variable naming the configuration file (``recsys --config FILE`` sets it).
+CONFIG_ENV = "RECSYS_CONFIG"
+#: ``RECSYS_*`` variables that are not settings, and who reads them.
+OTHER_VARIABLES = {
+    CONFIG_ENV: "the configuration file",
+    "RECSYS_KAFKA_SASL_PASSWORD": "the SASL password (shared.kafka_security; never a setting)",
+    "RECSYS_KAFKA_SSL_KEY_PASSWORD": "the TLS key's password (shared.kafka_security; never a "
+                                     "setting)",
+    "RECSYS_DATA_DIR": "where the reference data sets are (batch.readers)",
+    "RECSYS_PROFILES_DIR": "where the shipped profiles are (batch.evaluate)",
+}
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A setting's allowed range: the test, and how a message states it."""
+
+    test: Callable[[Any], bool]
+    allowed: str
+
+
+def _setting(env: str, default: Any, doc: str, *, check: _Check | None = None) -> Any:
     return field(default=default, metadata={"env": env, "doc": doc, "check": check})
 
 
-def _positive(v):
-    return v > 0
+def _one_of(*choices: str) -> _Check:
+    return _Check(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
 
 
-def _non_negative(v):
-    return v >= 0
-
-
-def _unit_interval(v):
-    return 0.0 <= v <= 1.0
+_positive = _Check(lambda v: v > 0, "above 0")
+_non_negative = _Check(lambda v: v >= 0, "0 or more")
+_unit_interval = _Check(lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -81,11 +113,11 @@ class Settings:
     kafka_security_protocol: str = _setting(
         "RECSYS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
         "How Kafka clients connect: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
-        check=lambda v: v in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+        check=_one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
     kafka_sasl_mechanism: str = _setting(
         "RECSYS_KAFKA_SASL_MECHANISM", "",
         "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; unset: PLAIN (SASL_* only).",
-        check=lambda v: v in ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+        check=_one_of("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
     kafka_sasl_username: str = _setting(
         "RECSYS_KAFKA_SASL_USERNAME", "", "SASL username (needed by SASL_PLAINTEXT, SASL_SSL).")
     kafka_sasl_password_file: str = _setting(
@@ -221,7 +253,7 @@ class Settings:
     normalisation: str = _setting(
         "RECSYS_NORMALISATION", "minmax",
         "How similarity and personal scores are scaled within the candidates: minmax or rank.",
-        check=lambda v: v in ("minmax", "rank"))
+        check=_one_of("minmax", "rank"))
     exclude_query: bool = _setting(
         "RECSYS_EXCLUDE_QUERY", True, "Leave the item being looked at out of its list.")
     exclude_session: bool = _setting(
@@ -318,43 +350,157 @@ def _parse(raw: str, kind: type, env: str) -> Any:
             return float(text)
     except ValueError:
         raise ConfigError(
-            f"{env}={raw!r} is not a valid {kind.__name__}; set it to a {kind.__name__} "
-            f"or unset it to use the default") from None
+            f"{env}={raw!r} is not {_ENV_TYPES[kind]}; set one or unset {env} to use the "
+            f"default") from None
     if not text:
         raise ConfigError(f"{env} is empty; set a value or unset it to use the default")
     return text
 
 
+def _typed(value: Any, kind: type, where: str) -> Any:
+    """A configuration file's value as the setting's type; integers are taken for floats."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not kind:
+        raise ConfigError(f"{where} = {value!r} is not {_KINDS[kind]}; write a TOML "
+                          f"{_TOML_TYPES[kind]}")
+    return value
+
+
+_KINDS = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+_ENV_TYPES = {int: "an integer", float: "a number",
+              bool: "a boolean (true/false, 1/0, yes/no, on/off)"}
+_TOML_TYPES = {str: "string in quotes", int: "integer", float: "number",
+               bool: "boolean (true or false)"}
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_BY_ENV = {f.metadata["env"]: f for f in _FIELDS.values()}
+#: Configuration-file key -> field.
+_BY_KEY = {env.removeprefix("RECSYS_").lower(): f for env, f in _BY_ENV.items()}
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Read every setting from ``environ`` (default ``os.environ``), then ``overrides``.
+def _kind(f: dataclasses.Field) -> type:
+    return _TYPES[f.type] if isinstance(f.type, str) else f.type
+
+
+def _closest(name: str, names) -> str:
+    """"; did you mean X?" for the most similar of ``names`` (compared without ``RECSYS_``)."""
+    by_stem = {n.removeprefix("RECSYS_"): n for n in names}
+    match = difflib.get_close_matches(name.removeprefix("RECSYS_"), list(by_stem), n=1, cutoff=0.6)
+    return f"; did you mean {by_stem[match[0]]}?" if match else ""
+
+
+def config_key(env: str) -> str:
+    """The configuration file's key of the setting read from ``env``.
+
+    >>> config_key("RECSYS_BLEND"), config_key("KAFKA_BOOTSTRAP")
+    ('blend', 'kafka_bootstrap')
+    """
+    return env.removeprefix("RECSYS_").lower()
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings a TOML configuration file sets, by field name, typed and range-checked.
 
     Raises
     ------
     ConfigError
-        When a value does not parse or is out of range; the message names the
-        environment variable.
+        When the file cannot be read or parsed, a key is not a setting (the
+        message names the closest one), or a value has the wrong type or is
+        out of range.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        f = _BY_KEY.get(key)
+        if f is None:
+            hint = _closest(key, _BY_KEY)
+            if isinstance(value, dict):
+                hint += " (keys are not grouped in tables: write them at the top level)"
+            raise ConfigError(f"{path}: {key} is not a setting{hint}")
+        value = _typed(value, _kind(f), f"{path}: {key}")
+        _check_range(f, value, f"{path}: {key}")
+        values[f.name] = value
+    return values
+
+
+def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:
+    check = f.metadata["check"]
+    if check is not None and not check.test(value):
+        raise ConfigError(f"{where}={value!r} is out of range: it must be {check.allowed} "
+                          f"({f.metadata['doc']})")
+
+
+def _unknown_variables(environ: Mapping[str, str]) -> None:
+    known = set(_BY_ENV) | set(OTHER_VARIABLES)
+    for name in sorted(environ):
+        if name.startswith("RECSYS_") and name not in known:
+            raise ConfigError(f"{name} is not a setting{_closest(name, known)} "
+                              f"(unset it; `recsys config` lists every setting)")
+
+
+def read_settings(environ: Mapping[str, str] | None = None, *, config_file: str | Path | None = None,
+                  **overrides: Any) -> tuple[Settings, dict[str, str]]:
+    """The settings (see the module docstring for the order), and where each came from.
+
+    ``config_file`` is read instead of the file ``RECSYS_CONFIG`` names;
+    ``overrides`` (field names) win over everything. The second value maps
+    each field name to ``"default"``, the file's path or the variable's name.
+
+    Raises
+    ------
+    ConfigError
+        When a value does not parse or is out of range, or a key or variable
+        is unknown; the message names it.
     """
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(Settings):
-        env = f.metadata["env"]
-        kind = _TYPES[f.type] if isinstance(f.type, str) else f.type
-        if f.name in overrides:
-            value = overrides[f.name]
-        elif env in environ:
-            value = _parse(environ[env], kind, env)
-        else:
-            continue
-        check = f.metadata["check"]
-        if check is not None and not check(value):
-            raise ConfigError(f"{env}={value!r} is out of range: {f.metadata['doc']}")
-        values[f.name] = value
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(Settings)}
+    _unknown_variables(environ)
+    unknown = set(overrides) - set(_FIELDS)
     if unknown:
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
+    if config_file is None and environ.get(CONFIG_ENV, "").strip():
+        config_file = environ[CONFIG_ENV].strip()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if config_file is not None:
+        values = read_config_file(config_file)
+        sources = dict.fromkeys(values, str(config_file))
+    for f in _FIELDS.values():
+        env = f.metadata["env"]
+        if f.name in overrides:
+            value, source = overrides[f.name], "override"
+        elif env in environ:
+            value, source = _parse(environ[env], _kind(f), env), env
+        else:
+            continue
+        _check_range(f, value, env)
+        values[f.name], sources[f.name] = value, source
     if "kafka_bootstrap" not in values:  # the project's own broker, wherever it listens
         values["kafka_bootstrap"] = f"127.0.0.1:{values.get('kafka_port', Settings.kafka_port)}"
-    return Settings(**values)
+        sources["kafka_bootstrap"] = sources.get("kafka_port", "default")
+    for name in _FIELDS:
+        sources.setdefault(name, "default")
+    return Settings(**values), sources
+
+
+def bootstrap_given(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the bootstrap servers are configured (``KAFKA_BOOTSTRAP`` or the file's
+    ``kafka_bootstrap``), rather than the project's own broker's address."""
+    environ = os.environ if environ is None else environ
+    if "KAFKA_BOOTSTRAP" in environ:
+        return True
+    path = environ.get(CONFIG_ENV, "").strip()
+    return bool(path) and "kafka_bootstrap" in read_config_file(path)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *,
+                  config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """The settings of :func:`read_settings`, without their sources."""
+    return read_settings(environ, config_file=config_file, **overrides)[0]

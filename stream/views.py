@@ -1,12 +1,13 @@
 """The worker's HTTP views: a user's latest recommendations, health and metrics."""
 from __future__ import annotations
 
+from faust.types import TP
+
 from stream.agents import latest, metrics
 from stream.app import app, models, settings, users
 
 
 def _highwater(topic: str, partition: int) -> int | None:
-    from faust.types import TP
     try:
         return app.consumer.highwater(TP(topic, partition))
     except Exception:  # the consumer is not assigned this partition (any more)

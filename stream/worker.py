@@ -6,6 +6,9 @@ import sys
 
 from threadpoolctl import threadpool_limits
 
+from shared.broker import ensure_broker
+from shared.topics import TopicSpec, ensure_topics, project_topics
+
 #: Cyclic collector thresholds of the worker (CPython's default: 700, 10, 10).
 GC_THRESHOLDS = (50_000, 20, 100)
 
@@ -40,9 +43,6 @@ def add_arguments(parser) -> None:
 
 def run(args, settings) -> int:
     """Create the topics, load the newest model, and run a worker until it is stopped."""
-    from shared.broker import ensure_broker
-    from shared.topics import TopicSpec, ensure_topics, project_topics
-
     bootstrap = ensure_broker(settings)
     import stream.views  # noqa: F401  (registers the agent, the model watcher and the views)
     from stream.app import app, models, users

@@ -7,12 +7,11 @@
     the ``--peers`` folder.
 ``profiles/<name>.toml`` (:data:`PROFILES_DIR`)
     A configuration chosen for a data set (:func:`load_profile`), for example
-    what ``recsys evaluate --tune`` chose on it. Its keys are settings: the
-    environment variables without ``RECSYS_`` in lower case (``blend`` for
-    ``RECSYS_BLEND``, ``n`` for ``RECSYS_N``); each value is read as that
-    variable's text would be, so a profile gives exactly the
-    :class:`~shared.config.Settings` those variables would, every setting it
-    does not name at its default and the environment unread.
+    what ``recsys evaluate --tune`` chose on it. It is a configuration file
+    (:func:`shared.config.read_config_file`): its keys are the environment
+    variables without ``RECSYS_`` in lower case (``blend`` for
+    ``RECSYS_BLEND``, ``n`` for ``RECSYS_N``), and every setting it does not
+    name keeps its default.
 
 Example
 -------
@@ -22,15 +21,13 @@ Example
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from batch.training import TrainingParams
-from shared.config import ConfigError, Settings, load_settings
+from shared.config import Settings, load_settings
 from shared.scoring import ScoringParams
 
 #: The profiles the repository carries (``<repo>/profiles``), or ``$RECSYS_PROFILES_DIR``.
@@ -79,34 +76,17 @@ class Profile:
 
 
 def load_profile(name: str) -> Profile:
-    """``PROFILES_DIR / f"{name}.toml"`` as settings over the defaults.
+    """``PROFILES_DIR / f"{name}.toml"`` as a configuration file over the defaults.
+
+    The environment is not read: a profile gives the same parameters wherever
+    it is loaded.
 
     Raises
     ------
     ConfigError
-        When a key is not a setting or a value does not parse or is out of
-        range (the message names the key's environment variable).
-    OSError, tomllib.TOMLDecodeError
-        When the file cannot be read.
+        When the file cannot be read, a key is not a setting, or a value has
+        the wrong type or is out of range.
     """
-    path = PROFILES_DIR / f"{name}.toml"
-    with path.open("rb") as fh:
-        values = tomllib.load(fh)
-    env_of = {f.metadata["env"].removeprefix("RECSYS_").lower(): f.metadata["env"]
-              for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(values) - set(env_of))
-    if unknown:
-        raise ConfigError(f"{path.name}: {', '.join(unknown)} are not settings")
-    settings = load_settings({env_of[key]: _text(path, key, value)
-                              for key, value in values.items()})
+    settings = load_settings({}, config_file=PROFILES_DIR / f"{name}.toml")
     return Profile(settings=settings, scoring=ScoringParams.from_settings(settings),
                    training=TrainingParams.from_settings(settings))
-
-
-def _text(path: Path, key: str, value) -> str:
-    """A TOML value as its environment variable's text (floats exactly, by repr)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return repr(value) if isinstance(value, float) else str(value)
-    raise ConfigError(f"{path.name}: {key} = {value!r} is not a number, string or boolean")

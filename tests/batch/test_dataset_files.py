@@ -64,5 +64,6 @@ def test_a_profile_is_read_as_its_environment_variables_would_be(tmp_path, monke
     with pytest.raises(ConfigError, match="n_recommendations"):
         load_profile("bad")
     (tmp_path / "range.toml").write_text("blend = 2.0\n")
-    with pytest.raises(ConfigError, match="RECSYS_BLEND"):
+    with pytest.raises(ConfigError, match=r"range.toml: blend=2.0 is out of range: it must be "
+                                          r"between 0 and 1"):
         load_profile("range")
