@@ -5,12 +5,12 @@ few hundred MB, not tens of millions of Python objects.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from shared.events import Event
+from shared.events import EVENT_TYPES, Event
 
 
 @dataclass
@@ -50,6 +50,32 @@ class EventColumns:
         return len(self.item)
 
 
+    def events(self, rows: Sequence[int], id_prefix: str = "row") -> Iterator[Event]:
+        """The events of ``rows``, in that order, as the worker would have parsed them.
+
+        An event's ``category`` is its item's (the last one seen); its id is
+        ``<id_prefix>-<row>``, unique within the columns, which keep no event
+        ids (events of two columns applied to one row need two prefixes).
+
+        >>> columns = ColumnsBuilder()
+        >>> columns.add_events([Event("e1", "u1", "s1", "i7", "buy", 3, 2000, category="c")])
+        >>> next(columns.build().events([0]))
+        Event(event_id='row-0', user_id='u1', session_id='s1', item_id='i7', type='buy', \
+type_code=3, ts_ms=2000, dwell_ms=None, category='c', price=None, quantity=None)
+        """
+        users, sessions, items = (self.user_ids.astype(str), self.session_ids.astype(str),
+                                  self.item_ids.astype(str))
+        categories = np.asarray(self.categories).astype(str)
+        for row in rows:
+            item = int(self.item[row])
+            category, type_code, dwell = (int(self.item_category[item]), int(self.type[row]),
+                                          int(self.dwell_ms[row]))
+            yield Event(f"{id_prefix}-{row}", str(users[self.user[row]]), str(sessions[self.session[row]]),
+                        str(items[item]), EVENT_TYPES[type_code], type_code, int(self.ts_ms[row]),
+                        dwell if dwell >= 0 else None,
+                        str(categories[category]) if 0 <= category < len(categories) else None)
+
+
 class _Vocabulary:
     """Interns ids to codes 0, 1, ... in order of first appearance."""
 
@@ -82,7 +108,7 @@ class ColumnsBuilder:
 
     Examples
     --------
-    >>> from shared.events import Event
+    >>> from shared.events import EVENT_TYPES, Event
     >>> builder = ColumnsBuilder()
     >>> builder.add_events([Event("e1", "u1", "s1", "i7", "view", 0, 1000),
     ...                     Event("e2", "u2", "s2", "i7", "buy", 3, 2000)])

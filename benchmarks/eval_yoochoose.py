@@ -1,9 +1,9 @@
-"""Benchmark: the chosen configuration on yoochoose-100k's test set, beside the published methods.
+"""Benchmark: what a shop runs (the defaults) on yoochoose-100k's test set, beside the published methods.
 
 Runs ``recsys evaluate`` (:func:`batch.evaluate.run`, nothing re-implemented)
-with the parameters ``recsys evaluate --tune train_tr.txt train_valid.txt``
-chose, recorded in the profile ``profiles/yoochoose-tuned.toml``
-(:func:`batch.evaluate.load_profile`). ALS is fit on ``train_full.txt``,
+on the settings of the environment: with none set, the defaults, which are
+what ``recsys evaluate --tune train_tr.txt train_valid.txt`` chose (recorded
+in ``profiles/yoochoose-tuned.toml``). ALS is fit on ``train_full.txt``,
 ``test.txt`` is replayed through the worker's scoring path (next-item
 protocol), and HR@20 / MRR@20 are compared with
 
@@ -13,7 +13,9 @@ protocol), and HR@20 / MRR@20 are compared with
   (session-rec's own runs), which are published, not recomputed here.
 
 With ``--tune`` the parameters are chosen afresh on train_tr -> train_valid
-(several minutes) instead of taken from the record.
+(several minutes) instead. The JSON's ``configuration`` says which ran:
+``defaults``, ``tuned here`` or ``settings`` (some set by the environment or a
+configuration file).
 
 Usage::
 
@@ -35,7 +37,9 @@ from pathlib import Path
 
 from batch import evaluate
 from batch.readers import REFERENCE_DATA_DIR
-from shared.config import load_settings
+from batch.training import TrainingParams
+from shared.config import Settings, load_settings
+from shared.scoring import ScoringParams
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "eval-yoochoose.json"
@@ -45,23 +49,6 @@ PROFILE = "yoochoose-tuned"
 METRICS = ("hr@20", "mrr@20", "positions")
 
 
-def recorded_params(report_dir: Path) -> dict:
-    """The recorded choice as a ``--params`` file's content.
-
-    The tuning record of an earlier report in ``report_dir`` comes along when
-    it chose exactly these parameters, so the new report still says how.
-    """
-    profile = evaluate.load_profile(PROFILE)
-    params = {"scoring_params": profile.scoring.as_dict(),
-              "training": profile.training.reported()}
-    earlier = report_dir / "report.json"
-    if earlier.is_file():
-        tuning = json.loads(earlier.read_text()).get("tuning")
-        if isinstance(tuning, dict):
-            params["tuning"] = tuning
-    return params
-
-
 def shown(path) -> str:
     """``path`` relative to the repository."""
     return os.path.relpath(Path(path).resolve(), ROOT)
@@ -69,6 +56,17 @@ def shown(path) -> str:
 
 def pick(metrics: dict) -> dict:
     return {name: metrics[name] for name in METRICS}
+
+
+def configuration(scoring: dict, training: dict, *, tuned_here: bool) -> str:
+    """Which configuration a report ran on: ``tuned here``, ``defaults`` or ``settings``."""
+    if tuned_here:
+        return "tuned here"
+    defaults = Settings()
+    if (scoring == ScoringParams.from_settings(defaults).as_dict()
+            and training == TrainingParams.from_settings(defaults).reported()):
+        return "defaults"
+    return "settings"
 
 
 def summary(report: dict, *, tuned_here: bool, seconds: float, report_dir: Path) -> dict:
@@ -83,6 +81,7 @@ def summary(report: dict, *, tuned_here: bool, seconds: float, report_dir: Path)
     how = tuning.get("how") or ("recsys evaluate --tune on train_tr -> train_valid; "
                                 "the test set was not read")
     return {
+        "configuration": configuration(scoring, training, tuned_here=tuned_here),
         "data": {"train": shown(report["data"]["train"]), "test": shown(report["data"]["test"]),
                  "peers": shown(Path(report["data"]["test"]).parent / "peers")},
         "protocol": ("next-item (session-rec): after each item of a test session, a list of "
@@ -99,7 +98,7 @@ def summary(report: dict, *, tuned_here: bool, seconds: float, report_dir: Path)
         "params": {
             "scoring": scoring, "training": training,
             "source": ("chosen afresh by this run (--tune)" if tuned_here else
-                       f"recorded: profiles/{PROFILE}.toml"),
+                       "the settings (recsys config); with none set, the defaults"),
             "equal_to_recorded": recorded,
             "how_chosen": how,
             "start": tuning.get("start"),
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(DATA), help="the yoochoose-100k folder")
     parser.add_argument("--tune", action="store_true",
                         help="choose the parameters on train_tr -> train_valid instead of "
-                             "using the recorded ones (several minutes)")
+                             "using the settings (several minutes)")
     args = parser.parse_args(argv)
     data, report_dir = Path(args.data), Path(args.report)
     started = time.perf_counter()
@@ -133,11 +132,6 @@ def main(argv: list[str] | None = None) -> int:
            "--report", str(report_dir), "--peers", str(data / "peers"), "--ablations"]
     if args.tune:
         cli += ["--tune", str(data / "train_tr.txt"), str(data / "train_valid.txt")]
-    else:
-        params = recorded_params(report_dir)
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
-        cli += ["--params", str(report_dir / "params.json")]
     evaluate_parser = argparse.ArgumentParser()
     evaluate.add_arguments(evaluate_parser)
     evaluate.run(evaluate_parser.parse_args(cli), load_settings())

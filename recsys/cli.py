@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "value came from, and meaning"
                         ).set_defaults(handler=_config)
     for name, (module, help_text) in _JOBS.items():
-        sub = commands.add_parser(name, help=help_text)
+        sub = commands.add_parser(name, help=help_text,
+                                  description=help_text[0].upper() + help_text[1:] + ".")
         module.add_arguments(sub)
         sub.set_defaults(handler=lambda args, settings, run=module.run: run(args, settings))
     return parser

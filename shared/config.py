@@ -193,12 +193,16 @@ class Settings:
         "RECSYS_WEIGHT_ADD_TO_CART", 0.5, "r of an add-to-cart.", check=_non_negative)
     weight_buy: float = _setting("RECSYS_WEIGHT_BUY", 1.0, "r of a purchase.",
                                  check=_non_negative)
-    alpha: float = _setting("RECSYS_ALPHA", 15.0, "Confidence scale alpha.", check=_positive)
+    alpha: float = _setting("RECSYS_ALPHA", 150.0, "Confidence scale alpha.", check=_positive)
 
     # --- Batch ALS -----------------------------------------------------------
-    als_factors: int = _setting("RECSYS_ALS_FACTORS", 64, "Latent factors.", check=_positive)
+    # The ALS and scoring defaults (and alpha above) are what `recsys evaluate --tune` chose
+    # on the reference data, fit on train_tr and chosen on train_valid, never the test set
+    # (profiles/yoochoose-tuned.toml records the choice). profiles/paper.toml is the paper's
+    # path: ALS-similar items of the query item re-ranked by the user's taste.
+    als_factors: int = _setting("RECSYS_ALS_FACTORS", 32, "Latent factors.", check=_positive)
     als_regularization: float = _setting(
-        "RECSYS_ALS_REGULARIZATION", 0.01, "ALS regularization lambda.", check=_non_negative)
+        "RECSYS_ALS_REGULARIZATION", 0.1, "ALS regularization lambda.", check=_non_negative)
     als_iterations: int = _setting("RECSYS_ALS_ITERATIONS", 15, "ALS sweeps.", check=_positive)
     als_use_gpu: bool = _setting("RECSYS_ALS_USE_GPU", False, "Train on a CUDA GPU.")
     similar_k: int = _setting(
@@ -213,7 +217,7 @@ class Settings:
     n_recommendations: int = _setting(
         "RECSYS_N", 20, "Length of a recommendation list.", check=_positive)
     blend: float = _setting(
-        "RECSYS_BLEND", 0.5,
+        "RECSYS_BLEND", 0.1,
         "Weight of the user's personal score against item similarity (0 = similar only).",
         check=_unit_interval)
     filter_bought: bool = _setting(
@@ -221,31 +225,31 @@ class Settings:
     filter_shown: bool = _setting(
         "RECSYS_FILTER_SHOWN", False, "Leave out items already shown in this session.")
     source_similar: float = _setting(
-        "RECSYS_SOURCE_SIMILAR", 1.0, "Weight of ALS-similar items among the candidates.",
+        "RECSYS_SOURCE_SIMILAR", 0.25, "Weight of ALS-similar items among the candidates.",
         check=_non_negative)
     source_cooc: float = _setting(
-        "RECSYS_SOURCE_COOC", 0.0, "Weight of items seen in the same sessions.",
+        "RECSYS_SOURCE_COOC", 0.25, "Weight of items seen in the same sessions.",
         check=_non_negative)
     source_next: float = _setting(
-        "RECSYS_SOURCE_NEXT", 0.0, "Weight of items that followed the anchor in sessions.",
+        "RECSYS_SOURCE_NEXT", 0.5, "Weight of items that followed the anchor in sessions.",
         check=_non_negative)
     source_session: float = _setting(
-        "RECSYS_SOURCE_SESSION", 0.0, "Weight of the session's own recent items.",
+        "RECSYS_SOURCE_SESSION", 6.0, "Weight of the session's own recent items.",
         check=_non_negative)
     source_similar_decay: float = _setting(
         "RECSYS_SOURCE_SIMILAR_DECAY", 0.0,
         "Weight decay per step back of older session items as similar anchors (0 = query only).",
         check=_unit_interval)
     source_cooc_decay: float = _setting(
-        "RECSYS_SOURCE_COOC_DECAY", 0.0, "As above, for co-occurrence anchors.",
+        "RECSYS_SOURCE_COOC_DECAY", 0.6, "As above, for co-occurrence anchors.",
         check=_unit_interval)
     source_next_decay: float = _setting(
         "RECSYS_SOURCE_NEXT_DECAY", 0.0, "As above, for sequence anchors.", check=_unit_interval)
     source_session_decay: float = _setting(
-        "RECSYS_SOURCE_SESSION_DECAY", 0.0, "As above, for the session's own items.",
+        "RECSYS_SOURCE_SESSION_DECAY", 0.35, "As above, for the session's own items.",
         check=_unit_interval)
     source_window: int = _setting(
-        "RECSYS_SOURCE_WINDOW", 10, "Most recent session items used as anchors.",
+        "RECSYS_SOURCE_WINDOW", 20, "Most recent session items used as anchors.",
         check=_positive)
     source_pool: int = _setting(
         "RECSYS_SOURCE_POOL", 200,
@@ -255,7 +259,7 @@ class Settings:
         "How similarity and personal scores are scaled within the candidates: minmax or rank.",
         check=_one_of("minmax", "rank"))
     exclude_query: bool = _setting(
-        "RECSYS_EXCLUDE_QUERY", True, "Leave the item being looked at out of its list.")
+        "RECSYS_EXCLUDE_QUERY", False, "Leave the item being looked at out of its list.")
     exclude_session: bool = _setting(
         "RECSYS_EXCLUDE_SESSION", False, "Leave every item seen in the session out.")
     session_max: int = _setting(

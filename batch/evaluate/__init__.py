@@ -1,9 +1,9 @@
 """``recsys evaluate``: offline evaluation through the worker's own scoring path.
 
-Every list scored here comes from :mod:`shared.scoring` with the state update
-rules the stream worker uses (:func:`~shared.scoring.add_to_history`,
-:func:`~shared.scoring.add_to_session`, :func:`~shared.scoring.score_event`);
-there is no second implementation of fold-in, candidates or filters.
+Every list scored here comes from :mod:`shared.scoring` after the state update
+the stream worker makes (:func:`shared.state.apply_event`, then
+:func:`~shared.scoring.score_event`); there is no second implementation of the
+event-to-state rule, fold-in, candidates or filters.
 
 Two protocols
 -------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a stored model version to score with instead of fitting on --train")
     parser.add_argument("--peers", default=None,
                         help="folder of peers' lists (SessionId;Position;Recommendations;Scores)")
-    parser.add_argument("--protocol", choices=("both", "next-item", "original"), default="both")
+    parser.add_argument("--protocol", choices=("both", "next-item", "original"), default="both",
+                        help="next-item: a list after each item of a test session, scored "
+                             "against the next one (session-rec's protocol); original: MAP@3 "
+                             "of each test user's first event (the original project's); "
+                             "default: both")
     parser.add_argument("--lists", default=None,
                         help="also write the replay's lists in the peers' format to this file")
     parser.add_argument("--tune", nargs=2, metavar=("TRAIN_PART", "VALID_PART"), default=None,
@@ -75,7 +80,39 @@ def chosen_by(loaded: dict, params: ScoringParams, training: TrainingParams) -> 
 
 
 def run(args, settings=None) -> int:
-    """``recsys evaluate``: optionally tune on train/valid, fit, evaluate, write the report."""
+    """``recsys evaluate``: optionally tune on train/valid, fit, evaluate, write the report.
+
+    A missing, unreadable or malformed input stops it with one line saying
+    which (exit status 2), before any work.
+    """
+    try:
+        _check_inputs(args)
+        return _evaluate(args, settings)
+    except (OSError, ValueError) as exc:  # FormatError, BadRowError, ModelError are ValueErrors
+        print(f"recsys evaluate: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check_inputs(args) -> None:
+    """Every file and folder the arguments name exists and can be read; a --params file parses."""
+    files = [("--train", args.train), ("--test", args.test), ("--params", args.params),
+             *((("--tune", part) for part in args.tune) if args.tune else ())]
+    for option, path in files:
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{option} {path}: no such file")
+        if path is not None and not os.access(path, os.R_OK):
+            raise PermissionError(f"{option} {path}: not readable")
+    for option, path in (("--peers", args.peers), ("--model", args.model)):
+        if path is not None and not Path(path).is_dir():
+            raise FileNotFoundError(f"{option} {path}: no such folder")
+    if args.params:
+        try:
+            json.loads(Path(args.params).read_text())
+        except ValueError as exc:
+            raise ValueError(f"--params {args.params} is not JSON: {exc}") from None
+
+
+def _evaluate(args, settings) -> int:
     settings = _settings_or_default(settings)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     params = tune_start(settings) if args.tune else ScoringParams.from_settings(settings)

@@ -12,11 +12,12 @@ import numpy as np
 from batch.columns import EventColumns
 from batch.evaluate.metrics import DIGITS, MAP_K, average_precision_at, coverage
 from batch.evaluate.peers import session_order
-from batch.evaluate.synthetic import _add_row
+from batch.evaluate.replay import state_rule
 from shared.model import Model
 from shared.scoring import (History, Recommendation, Request, ScoringParams, Session, SourceWeights,
                             score_catalogue, score_events)
 from shared.signals import SignalWeights
+from shared.state import apply_event
 
 
 def first_event_queries(train: EventColumns | None, test: EventColumns,
@@ -30,6 +31,7 @@ def first_event_queries(train: EventColumns | None, test: EventColumns,
     ------
     (user id, query item id, History, Session, truth set)
     """
+    rule = state_rule(weights, params)
     order = session_order(test)
     by_user: dict[str, list[int]] = {}
     for row in order.tolist():
@@ -47,12 +49,13 @@ def first_event_queries(train: EventColumns | None, test: EventColumns,
         truth = {str(test.item_ids[test.item[r]]) for r in rows[1:]} - {query}
         if not truth:
             continue
-        history = History()
-        for row in past.get(uid, []):
-            history = _add_row(history, train, row, weights, params)
-        history = _add_row(history, test, rows[0], weights, params)
+        state = None
+        if train is not None:
+            for event in train.events(past.get(uid, []), id_prefix="train"):
+                state = apply_event(event, state, rule)
+        state = apply_event(next(test.events(rows[:1], id_prefix="test")), state, rule)
         session = Session(items=(query,))
-        yield uid, query, history, session, truth
+        yield uid, query, state.history, session, truth
 
 
 def evaluate_original(model: Model, train: EventColumns | None, test: EventColumns,

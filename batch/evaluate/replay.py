@@ -1,15 +1,15 @@
 """The next-item replay: test events through the worker's state updates and scoring.
 
-:func:`replay_next_item` replays events in time order with
-:func:`~shared.scoring.add_to_history`, :func:`~shared.scoring.add_to_session`
-and :func:`~shared.scoring.score_event`, and ranks each position's next item
+:func:`replay_next_item` replays events in time order with the worker's
+event-to-state rule (:func:`shared.state.apply_event`) and
+:func:`~shared.scoring.score_event`, and ranks each position's next item
 in its list; :class:`Replay` holds what it produced and :func:`write_lists`
 writes its lists in the peers' format.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +17,10 @@ import numpy as np
 from batch.columns import EventColumns
 from batch.evaluate.metrics import KS, coverage, metrics_from_ranks, rank_of
 from batch.evaluate.peers import session_order
-from shared.events import EVENT_TYPE_CODES
 from shared.model import Model
-from shared.scoring import (History, ScoringParams, Session, add_shown, add_to_history,
-                            add_to_session, score_event)
+from shared.scoring import History, ScoringParams, add_shown, score_event
 from shared.signals import SignalWeights
+from shared.state import StateRule, UserState, apply_event, with_session
 
 
 @dataclass
@@ -42,6 +41,8 @@ class Replay:
         Wall time of the replay.
     events : int
         Events replayed (positions plus each session's last event).
+    users : dict of str to UserState
+        Each user's row after the replay: what the worker's ``users`` table holds.
     """
 
     keys: list
@@ -51,6 +52,7 @@ class Replay:
     strategies: dict
     seconds: float
     events: int
+    users: dict = field(default_factory=dict)
 
     def metrics(self, ks=KS, only: set | None = None) -> dict[str, float]:
         """Metrics over all positions, or over the keys in ``only``."""
@@ -71,10 +73,10 @@ def replay_next_item(model: Model, columns: EventColumns, params: ScoringParams,
                      user_factors: dict[str, np.ndarray] | None = None) -> Replay:
     """Replay events in time order through the worker's state updates and score each list.
 
-    Each event updates the user's :class:`~shared.scoring.History` and the
-    session's :class:`~shared.scoring.Session` exactly as the worker does,
-    then :func:`~shared.scoring.score_event` gives the list; the target of
-    position p is the session's item p + 1.
+    Each event changes the user's row by the worker's own rule
+    (:func:`shared.state.apply_event`, with :func:`state_rule`), then
+    :func:`~shared.scoring.score_event` gives the list from the row's history
+    and session; the target of position p is the session's item p + 1.
 
     Parameters
     ----------
@@ -115,61 +117,51 @@ def replay_next_item(model: Model, columns: EventColumns, params: ScoringParams,
         last_of[code] = row
         position[row] = count.get(code, 0)
         count[code] = position[row] + 1
-    type_weight = weights.by_type_code()
-    buy = EVENT_TYPE_CODES["buy"]
-    # The item's category, as the worker reads it from the event: it picks the
-    # popular-in-category fall-back when the model does not know the item.
-    category_names = np.asarray(columns.categories).astype(str)
-    item_category = [str(category_names[c]) if 0 <= c < len(category_names) else None
-                     for c in np.asarray(columns.item_category).tolist()]
-    user_names = columns.user_ids.astype(str) if start_histories or user_factors is not None else None
+    rule = state_rule(weights, params)
+    if only_sessions is not None:
+        order = np.array([row for row in order.tolist()
+                          if session_ids[columns.session[row]] in only_sessions], dtype=np.int64)
     no_vector = np.zeros(model.item_factors.shape[1], dtype=np.float32)
-    histories: dict[int, History] = {}
-    sessions: dict[int, Session] = {}
+    users: dict[str, UserState] = {}
     keys, ranks, lists, scores = [], [], [], []
     strategies: dict[str, int] = {}
     started = time.perf_counter()
-    events = 0
-    for row in order.tolist():
-        sid = session_ids[columns.session[row]]
-        if only_sessions is not None and sid not in only_sessions:
-            continue
-        events += 1
-        user, session_code = int(columns.user[row]), int(columns.session[row])
-        item = item_ids[columns.item[row]]
-        type_code = int(columns.type[row])
-        dwell = int(columns.dwell_ms[row])
-        r = weights.preference_one(type_code, dwell if dwell >= 0 else None) \
-            if 0 <= type_code < len(type_weight) else 0.0
-        history = histories.get(user)
-        if history is None:
-            history = start_histories.get(user_names[user], History()) if start_histories \
-                else History()
-        if r > 0:
-            history = add_to_history(history, item, weights.confidence(r), int(columns.ts_ms[row]),
-                                     history_max=params.history_max,
-                                     decay_half_life_s=params.decay_half_life_s,
-                                     bought=type_code == buy)
-            histories[user] = history
-        session = add_to_session(sessions.get(session_code, Session()), item,
-                                 max_len=params.session_max)
-        fixed = None if user_factors is None else user_factors.get(user_names[user], no_vector)
-        rec = score_event(model, history, session, item, params,
-                          query_category=item_category[columns.item[row]], user_factors=fixed)
+    rows = order.tolist()
+    for row, event in zip(rows, columns.events(rows)):
+        user = users.get(event.user_id)
+        if user is None and start_histories and event.user_id in start_histories:
+            user = UserState(history=start_histories[event.user_id])
+        user = apply_event(event, user, rule)  # never None: every row has an id of its own
+        session = user.session(event.session_id)
+        fixed = None if user_factors is None else user_factors.get(event.user_id, no_vector)
+        rec = score_event(model, user.history, session, event.item_id, params,
+                          query_category=event.category, user_factors=fixed)
         rec_ids = rec.item_ids(model)
-        if params.filter_shown:
+        if params.filter_shown:  # as the worker: the list's items join the session's shown
             session = add_shown(session, rec_ids, max_len=params.session_max)
-        sessions[session_code] = session
+            user = replace(user, sessions=with_session(user.sessions, event.session_id, session,
+                                                       rule))
+        users[event.user_id] = user
         strategies[rec.strategy] = strategies.get(rec.strategy, 0) + 1
         if next_row[row] >= 0:
             target = item_ids[columns.item[next_row[row]]]
-            keys.append((sid, int(position[row])))
+            keys.append((event.session_id, int(position[row])))
             ranks.append(rank_of(target, rec_ids))
             lists.append(rec_ids)
             scores.append(rec.scores)
     return Replay(keys=keys, ranks=np.array(ranks, dtype=np.int64), lists=lists, scores=scores,
                   strategies=dict(sorted(strategies.items())),
-                  seconds=time.perf_counter() - started, events=events)
+                  seconds=time.perf_counter() - started, events=len(rows), users=users)
+
+
+def state_rule(weights: SignalWeights, params: ScoringParams) -> StateRule:
+    """The worker's event-to-state rule for ``weights`` and the state bounds in ``params``.
+
+    The worker builds it from the same settings (:meth:`StateRule.from_settings`);
+    the sessions kept per user and the dedup window stay at their defaults.
+    """
+    return StateRule(weights=weights, history_max=params.history_max,
+                     decay_half_life_s=params.decay_half_life_s, session_max=params.session_max)
 
 
 def write_lists(path: str | Path, replay: Replay) -> None:

@@ -17,15 +17,15 @@ import numpy as np
 from batch.columns import EventColumns
 from batch.evaluate.metrics import DIGITS, metrics_from_ranks
 from batch.evaluate.peers import session_order
-from batch.evaluate.replay import Replay, replay_next_item
+from batch.evaluate.replay import Replay, replay_next_item, state_rule
 from batch.evaluate.report import _table
 from batch.evaluate.tuning import _settings_or_default, fit
 from batch.synthetic import ShopParams, generate_columns
 from batch.training import TrainingParams
-from shared.events import EVENT_TYPE_CODES
 from shared.model import Model
-from shared.scoring import History, ScoringParams, add_to_history, fold_in_user, history_arrays
+from shared.scoring import History, ScoringParams, fold_in_user, history_arrays
 from shared.signals import SignalWeights
+from shared.state import UserState, apply_event
 
 #: Shopper groups of :func:`realtime_vs_stale`.
 GROUPS = ("all", "returning", "anonymous_or_new")
@@ -35,32 +35,22 @@ SYNTHETIC_TRAIN_SHARE = 0.8
 SYNTHETIC_SEED = 7
 
 
-def _add_row(history: History, columns: EventColumns, row: int, weights: SignalWeights,
-             params: ScoringParams) -> History:
-    """``history`` with event ``row`` added by the worker's rule (unchanged when its weight is 0)."""
-    type_code = int(columns.type[row])
-    dwell = int(columns.dwell_ms[row])
-    r = weights.preference_one(type_code, dwell if dwell >= 0 else None)
-    if r <= 0:
-        return history
-    return add_to_history(history, str(columns.item_ids[columns.item[row]]), weights.confidence(r),
-                          int(columns.ts_ms[row]), history_max=params.history_max,
-                          decay_half_life_s=params.decay_half_life_s,
-                          bought=type_code == EVENT_TYPE_CODES["buy"])
-
-
 def user_histories(columns: EventColumns, weights: SignalWeights, params: ScoringParams,
                    users: set | None = None) -> dict[str, History]:
-    """User id -> the History the worker holds after all of ``columns`` (only ``users`` if given)."""
-    out: dict[str, History] = {}
-    names = columns.user_ids.astype(str)
-    for row in session_order(columns).tolist():
-        uid = names[columns.user[row]]
-        if users is None or uid in users:
-            history = _add_row(out.get(uid, History()), columns, row, weights, params)
-            if history.items:
-                out[uid] = history
-    return out
+    """User id -> the History the worker holds after all of ``columns`` (only ``users`` if given).
+
+    The events are applied by the worker's rule (:func:`shared.state.apply_event`);
+    a user none of whose events carries weight has no history and is left out.
+    """
+    rule = state_rule(weights, params)
+    rows = session_order(columns).tolist()
+    if users is not None:
+        names = columns.user_ids.astype(str)
+        rows = [row for row in rows if names[columns.user[row]] in users]
+    states: dict[str, UserState] = {}
+    for event in columns.events(rows):
+        states[event.user_id] = apply_event(event, states.get(event.user_id), rule)
+    return {uid: state.history for uid, state in states.items() if state.history.items}
 
 
 def batch_user_factors(model: Model, histories: dict[str, History]) -> dict[str, np.ndarray]:

@@ -87,7 +87,10 @@ def tune(model: Model, valid: EventColumns, start: ScoringParams, weights: Signa
         improved = False
         for name, values in grid.items():
             for value in values:
-                candidate = with_value(best, name, value)
+                try:
+                    candidate = with_value(best, name, value)
+                except ValueError:  # e.g. the last source switched off: not a configuration
+                    continue
                 value_score, _ = score(candidate)
                 if value_score > best_value + 1e-9:
                     best, best_value, improved = candidate, value_score, True
@@ -153,11 +156,20 @@ def _changed(params: ScoringParams) -> str:
 
 
 def ablations(params: ScoringParams) -> dict[str, ScoringParams]:
-    """The tuned parameters with each part switched off, and each source alone."""
-    out = {"tuned": params}
-    for name in ("similar", "cooc", "next", "session"):
-        if getattr(params.sources, name) > 0:
-            out[f"without {name}"] = replace(params, sources=replace(params.sources, **{name: 0.0}))
+    """The parameters evaluated (``configured``) with each part switched off, and each source alone.
+
+    A source is switched off only when another one stays on: without any
+    source there are no candidates, and the list would be the fall-backs alone.
+
+    >>> sorted(ablations(ScoringParams()))  # doctest: +NORMALIZE_WHITESPACE
+    ['configured', 'cooc alone', 'next alone', 'paper: similar + blend', 'session alone',
+     'similar alone', 'without personal (blend 0)']
+    """
+    out = {"configured": params}
+    active = [name for name in ("similar", "cooc", "next", "session")
+              if getattr(params.sources, name) > 0]
+    for name in active if len(active) > 1 else ():
+        out[f"without {name}"] = replace(params, sources=replace(params.sources, **{name: 0.0}))
     if params.blend > 0:
         out["without personal (blend 0)"] = replace(params, blend=0.0)
     for name in ("similar", "cooc", "next", "session"):

@@ -7,7 +7,7 @@ import batch.evaluate.dataset_files as dataset_files
 from batch.evaluate import load_profile, published_figures
 from batch.readers import REFERENCE_DATA_DIR
 from batch.training import TrainingParams
-from shared.config import ConfigError, load_settings
+from shared.config import ConfigError, Settings, load_settings
 from shared.scoring import ScoringParams, SourceWeights
 
 YOOCHOOSE = REFERENCE_DATA_DIR / "yoochoose-100k"
@@ -67,3 +67,20 @@ def test_a_profile_is_read_as_its_environment_variables_would_be(tmp_path, monke
     with pytest.raises(ConfigError, match=r"range.toml: blend=2.0 is out of range: it must be "
                                           r"between 0 and 1"):
         load_profile("range")
+
+
+def test_the_defaults_are_the_tuned_choice():
+    """What a shop runs with no settings is what tuning chose and evaluation measured."""
+    tuned = load_profile("yoochoose-tuned")
+    assert tuned.settings == Settings()
+    assert tuned.scoring == ScoringParams.from_settings(Settings())
+    assert tuned.training == TrainingParams.from_settings(Settings())
+
+
+def test_the_paper_profile_is_the_papers_path():
+    """profiles/paper.toml: ALS-similar items of the query item, re-ranked half by taste."""
+    paper = load_profile("paper")
+    assert paper.scoring == ScoringParams()  # the library's default is the paper's path
+    assert paper.scoring.sources.active == ((0, 1.0, 0.0),)
+    assert paper.training.reported() == {"alpha": 15.0, "factors": 64, "regularization": 0.01,
+                                         "iterations": 15, "similar_k": 100}

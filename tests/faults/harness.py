@@ -30,9 +30,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from shared.broker import free_port
+from topic_reader import read_all
 from shared.topics import TopicSpec, ensure_topics
 from stream.worker import own_topics_env
 
@@ -158,29 +159,7 @@ class Cluster:
 
     def read_all(self, topic: str, timeout_s: float = 30.0) -> list:
         """Every message now in ``topic``, partition by partition, in offset order."""
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"v-{uuid.uuid4().hex}",
-                             "enable.auto.commit": False, "enable.partition.eof": True})
-        try:
-            metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-            partitions = sorted(metadata.partitions)
-            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
-                    for p in partitions}
-            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-            out, done = [], {p for p in partitions if ends[p] == 0}
-            deadline = time.monotonic() + timeout_s
-            while len(done) < len(partitions):
-                assert time.monotonic() < deadline, f"{topic}: read {len(out)}, ends {ends}"
-                for record in consumer.consume(1000, timeout=0.5):
-                    if record.error() is None:
-                        out.append(record)
-                        if record.offset() >= ends[record.partition()] - 1:
-                            done.add(record.partition())
-                    elif record.error().code() == KafkaError._PARTITION_EOF:
-                        done.add(record.partition())  # at its end (the last records compacted)
-            out.sort(key=lambda r: (r.partition(), r.offset()))
-            return out
-        finally:
-            consumer.close()
+        return read_all(self.bootstrap, topic, timeout_s)
 
 
 def event_id(message: Message) -> str:

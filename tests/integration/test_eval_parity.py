@@ -28,6 +28,7 @@ from shared.scoring import (History, ScoringParams, Session, add_to_history, add
                             score_event)
 from shared.scoring.example import _example_model
 from shared.signals import SignalWeights
+from shared.state import decode_user
 
 YOOCHOOSE = REFERENCE_DATA_DIR / "yoochoose-100k"
 #: Test sessions sent (from the start of test.txt).
@@ -136,6 +137,8 @@ def test_worker_lists_equal_the_evaluation_replay(kafka_bootstrap, tmp_path, fre
         worker.send(*events)
         by_event = {r["event_id"]: r for r in worker.recommendations(len(events), timeout_s=90)}
         mean_batch = worker.get("/metrics/")[1]["mean_batch"]
+        worker.stop()
+        rows = {user: decode_user(value) for user, value in worker.rows().items()}
     finally:
         worker.close()
 
@@ -159,6 +162,12 @@ def test_worker_lists_equal_the_evaluation_replay(kafka_bootstrap, tmp_path, fre
     assert not differing, (f"{len(differing)} of {len(replayed)} lists differ; first: "
                            f"replay {differing[0][0]} worker {differing[0][1]}")
     assert max(score_gaps) <= 1e-5
+    # One event-to-state rule: the worker's rows are the replay's, for every user (event ids
+    # and read positions aside: the replay's rows carry neither).
+    assert set(rows) == set(replay.users) and len(rows) == SESSIONS
+    for user, row in rows.items():
+        assert (row.history, row.sessions) == (replay.users[user].history,
+                                               replay.users[user].sessions), user
     # The sample reaches the state the worker keeps between events: without
     # the shown items (in the users row's sessions) or the decay (event times
     # in its history) the lists would be others.

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from shared.messages import parse_recommendation
 from shared.topics import TopicSpec, ensure_topics
 from stream.worker import own_topics_env
+from topic_reader import latest_values, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
@@ -130,6 +131,11 @@ class WorkerProcess:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
+
+    def rows(self, table: str = "users") -> dict[str, bytes]:
+        """Key -> the latest row the worker wrote to ``table``'s changelog."""
+        records = read_all(self.bootstrap, f"{self.run}-{table}-changelog")
+        return {key.decode(): value for key, value in latest_values(records).items()}
 
     def close(self) -> None:
         self.stop()

@@ -457,4 +457,5 @@ def test_all_candidate_sources_off_is_refused():
     with pytest.raises(ValueError, match="at least one candidate source"):
         SourceWeights(similar=0.0)
     with pytest.raises(ConfigError, match="RECSYS_SOURCE_.*at least one candidate source"):
-        ScoringParams.from_settings(load_settings({"RECSYS_SOURCE_SIMILAR": "0"}))
+        ScoringParams.from_settings(load_settings({f"RECSYS_SOURCE_{name}": "0" for name in
+                                                   ("SIMILAR", "COOC", "NEXT", "SESSION")}))
