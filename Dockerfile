@@ -21,6 +21,7 @@ COPY shared ./shared
 COPY batch ./batch
 COPY stream ./stream
 COPY recsys ./recsys
+COPY profiles ./profiles
 RUN pip install . \
     && useradd --create-home --uid 10001 recsys \
     && mkdir -p /models /tables \

@@ -6,7 +6,7 @@ import os
 import sys
 
 from batch import evaluate, produce, retrain, synthetic_file
-from recsys import demo
+from recsys import demo, tail
 from shared.broker import BrokerError, ensure_broker, local_broker
 from shared.config import CONFIG_ENV, ConfigError, Settings, load_settings, read_settings
 from shared.topics import ensure_topics, project_topics
@@ -20,6 +20,7 @@ _JOBS = {
     "evaluate": (evaluate, "evaluate on a data set: original and next-item protocols, report"),
     "demo": (demo, "run the whole system end to end on embedded defaults"),
     "stream": (worker, "run a stream worker (Faust agent, RocksDB tables, web views)"),
+    "tail": (tail, "print the recommendations, dead letters or events on their topic"),
 }
 
 

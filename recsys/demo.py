@@ -181,5 +181,6 @@ def run(args, settings) -> int:
     finally:
         worker.terminate()
         worker.wait(60)
-    print(f"\nDone. The broker keeps running ({bootstrap}); stop it with: {_command()} kafka stop")
+    print(f"\nDone. The broker keeps running ({bootstrap}); read the lists with "
+          f"{_command()} tail recommendations, stop it with {_command()} kafka stop")
     return 0
