@@ -379,8 +379,17 @@ _TOML_TYPES = {str: "string in quotes", int: "integer", float: "number",
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _BY_ENV = {f.metadata["env"]: f for f in _FIELDS.values()}
+def config_key(env: str) -> str:
+    """The configuration file's key of the setting read from ``env``.
+
+    >>> config_key("RECSYS_BLEND"), config_key("KAFKA_BOOTSTRAP")
+    ('blend', 'kafka_bootstrap')
+    """
+    return env.removeprefix("RECSYS_").lower()
+
+
 #: Configuration-file key -> field.
-_BY_KEY = {env.removeprefix("RECSYS_").lower(): f for env, f in _BY_ENV.items()}
+_BY_KEY = {config_key(env): f for env, f in _BY_ENV.items()}
 
 
 def _kind(f: dataclasses.Field) -> type:
@@ -392,15 +401,6 @@ def _closest(name: str, names) -> str:
     by_stem = {n.removeprefix("RECSYS_"): n for n in names}
     match = difflib.get_close_matches(name.removeprefix("RECSYS_"), list(by_stem), n=1, cutoff=0.6)
     return f"; did you mean {by_stem[match[0]]}?" if match else ""
-
-
-def config_key(env: str) -> str:
-    """The configuration file's key of the setting read from ``env``.
-
-    >>> config_key("RECSYS_BLEND"), config_key("KAFKA_BOOTSTRAP")
-    ('blend', 'kafka_bootstrap')
-    """
-    return env.removeprefix("RECSYS_").lower()
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from shared.model import Model
 from shared.scoring import (History, Recommendation, Request, ScoringParams, Session, SourceWeights,
                             score_catalogue, score_events)
 from shared.signals import SignalWeights
-from shared.state import apply_event
+from shared.state import UserState, apply_event
 
 
 def first_event_queries(train: EventColumns | None, test: EventColumns,
@@ -36,24 +36,22 @@ def first_event_queries(train: EventColumns | None, test: EventColumns,
     by_user: dict[str, list[int]] = {}
     for row in order.tolist():
         by_user.setdefault(str(test.user_ids[test.user[row]]), []).append(row)
-    past: dict[str, list[int]] = {}
+    # Each wanted user's training events, applied in one pass over the training log.
+    states: dict[str, UserState] = {}
     if train is not None:
         wanted = set(by_user)
-        for row in session_order(train).tolist():
-            uid = str(train.user_ids[train.user[row]])
-            if uid in wanted:
-                past.setdefault(uid, []).append(row)
+        names = train.user_ids.astype(str)
+        past = [row for row in session_order(train).tolist() if names[train.user[row]] in wanted]
+        for event in train.events(past, id_prefix="train"):
+            states[event.user_id] = apply_event(event, states.get(event.user_id), rule)
+    queries = test.events([rows[0] for rows in by_user.values()], id_prefix="test")
 
-    for uid, rows in by_user.items():
-        query = str(test.item_ids[test.item[rows[0]]])
+    for (uid, rows), query_event in zip(by_user.items(), queries):
+        query = query_event.item_id
         truth = {str(test.item_ids[test.item[r]]) for r in rows[1:]} - {query}
         if not truth:
             continue
-        state = None
-        if train is not None:
-            for event in train.events(past.get(uid, []), id_prefix="train"):
-                state = apply_event(event, state, rule)
-        state = apply_event(next(test.events(rows[:1], id_prefix="test")), state, rule)
+        state = apply_event(query_event, states.get(uid), rule)
         session = Session(items=(query,))
         yield uid, query, state.history, session, truth
 

@@ -75,8 +75,7 @@ def tune(model: Model, valid: EventColumns, start: ScoringParams, weights: Signa
             seen[key] = (objective(metrics), metrics)
             trail.append({"params": params.as_dict(), "metrics": metrics})
             if log:
-                log(f"tune: {objective(metrics):.4f} hr@20 {metrics['hr@20']:.4f} "
-                    f"mrr@20 {metrics['mrr@20']:.4f} {_changed(params)}")
+                log(_trial_line(metrics, _changed(params)))
         return seen[key]
 
     seen: dict[str, tuple[float, dict]] = {}
@@ -133,8 +132,7 @@ def tune_training(columns: EventColumns, valid: EventColumns, params: ScoringPar
             cache[key] = (objective(metrics), model)
             trail.append({"training": candidate.reported(), "metrics": metrics})
             if log:
-                log(f"tune: {objective(metrics):.4f} hr@20 {metrics['hr@20']:.4f} "
-                    f"mrr@20 {metrics['mrr@20']:.4f} training {candidate.reported()}")
+                log(_trial_line(metrics, f"training {candidate.reported()}"))
         return cache[key]
 
     best = training
@@ -146,6 +144,12 @@ def tune_training(columns: EventColumns, valid: EventColumns, params: ScoringPar
             if value_score > best_value + 1e-9:
                 best, best_value, best_model = candidate, value_score, model
     return best, best_model, trail
+
+
+def _trial_line(metrics: dict, what: str) -> str:
+    """The log line of one tuning trial: its objective, HR@20, MRR@20 and what it tried."""
+    return (f"tune: {objective(metrics):.4f} hr@20 {metrics['hr@20']:.4f} "
+            f"mrr@20 {metrics['mrr@20']:.4f} {what}")
 
 
 def _changed(params: ScoringParams) -> str:
