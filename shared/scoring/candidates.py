@@ -3,7 +3,7 @@
 A :class:`_Request` is one list to compute, in model indices (from a
 shopper's state by :func:`_state_request`); :func:`_user_vectors` gives each
 its user vector; :func:`_gather` reads every source's neighbour entries for
-all requests at once (:func:`_layout` caches where each source's columns go)
+all requests at once (each distinct anchor once, :func:`_anchor_entries`)
 and :func:`_merge` turns them into one candidate per (request, item) with
 per-source sums, blocked items removed. Everything between a shopper's state
 and the candidates' raw sums is here.
@@ -83,53 +83,56 @@ def _user_vectors(prep: _Prepared, requests: list[_Request],
     return vectors
 
 
-def _layout(prep: _Prepared, sources: SourceWeights, width: int) -> tuple[list, np.ndarray | None]:
-    """For ``width`` anchor columns: (list index, anchor weights or None: newest anchor only)
-    per active source, and the source of each entry column (None for a single source)."""
-    key = (sources, width)
-    layout = prep.layouts.get(key)
-    if layout is None:
-        parts, sizes = [], []
-        for s, _, decay in sources.active:
-            rows = width if decay > 0 else 1
-            parts.append((s, anchor_weights(sources.window, decay)[-rows:] if decay > 0 else None))
-            sizes.append(rows * (prep.lists[s][0].shape[1] if s < len(prep.lists) else 1))
-        columns = np.repeat(np.arange(len(sizes)), sizes) if len(sizes) > 1 else None
-        layout = (parts, columns)
-        if len(prep.layouts) < 256:
-            prep.layouts[key] = layout
-    return layout
+def _anchor_entries(requests: list[_Request], sources: SourceWeights,
+                    n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each request's anchors per active source, row after row: (request, source position in
+    ``sources.active``, anchor item, weight).
 
-
-def _gather(prep: _Prepared, requests: list[_Request],
-            sources: SourceWeights) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Every source's entries for each request: items and weighted values, shape (B, C), and
-    the source (position in ``sources.active``) of each column (None for a single source).
-
-    Anchors are right-aligned (the missing ones are the dummy item, always
-    blocked) and weighted from one table of ``window`` weights, so that a
-    request's entries keep their values and order whatever the batch.
+    A source without decay has the newest anchor alone, weight 1. A source
+    with decay has each distinct anchor once, weighing the sum of
+    ``decay ** k`` over the steps ``k`` at which it occurs before the newest:
+    its entries' sums are those of one entry per occurrence, and a session
+    that comes back to an item costs no more. Within a request, anchors come
+    by source, then by item, and each weight adds up the request's own
+    occurrences oldest first, so that nothing depends on the rest of the batch.
     """
     width = max(1, max(len(r.anchors) for r in requests)) if sources.decays else 1
-    pad = [prep.n_items] * width
+    pad = [n_items] * width
     anchors = np.array([(pad + r.anchors)[-width:] for r in requests], dtype=np.int64)
-    parts, columns = _layout(prep, sources, width)
-    items, values = [], []
-    for s, weights in parts:
-        rows = anchors[:, -1:] if weights is None else anchors
-        if s < len(prep.lists):
-            table, scores = prep.lists[s]
-            cand, value = table[rows], scores[rows]
-            if weights is not None:
-                value = value * weights[:, None]
-        else:  # the session's own items
-            cand = rows
-            value = np.ones(rows.shape) if weights is None else np.ones(rows.shape) * weights
-        items.append(cand.reshape(len(requests), -1))
-        values.append(value.reshape(len(requests), -1))
-    if len(items) == 1:
-        return items[0], values[0], None
-    return np.concatenate(items, axis=1), np.concatenate(values, axis=1), columns
+    n_rows = len(requests)
+    span = n_items + 1
+    parts: list[tuple[np.ndarray, ...]] = []
+    if sources.decays:
+        keys = anchors + np.arange(0, n_rows * span, span)[:, None]
+        distinct, inverse = np.unique(keys.ravel(), return_inverse=True)
+        distinct_rows = distinct // span
+        distinct_items = distinct - distinct_rows * span
+    for position, (_, _, decay) in enumerate(sources.active):
+        if decay <= 0:
+            parts.append((np.arange(n_rows), np.full(n_rows, position), anchors[:, -1],
+                          np.ones(n_rows)))
+            continue
+        weights = np.broadcast_to(anchor_weights(sources.window, decay)[-width:], anchors.shape)
+        summed = np.bincount(inverse, weights=weights.ravel(), minlength=len(distinct))
+        parts.append((distinct_rows, np.full(len(distinct), position), distinct_items, summed))
+    rows, positions, items, weights = (np.concatenate(column) for column in zip(*parts))
+    order = np.argsort(rows, kind="stable")
+    return rows[order], positions[order], items[order], weights[order]
+
+
+def _gather(prep: _Prepared, requests: list[_Request], sources: SourceWeights
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every source's entries for each request, request after request: the request, item,
+    weighted value and source (position in ``sources.active``; None for a single source) of
+    each entry (:func:`_anchor_entries`, then the anchors' rows of :attr:`_Prepared.neighbours`).
+    """
+    table = prep.neighbours
+    rows, positions, anchors, weights = _anchor_entries(requests, sources, prep.n_items)
+    source = np.array([s for s, _, _ in sources.active])[positions]
+    counts, entries = table.entries(source * table.span + anchors)
+    values = table.scores[entries] * np.repeat(weights, counts)
+    columns = np.repeat(positions, counts) if len(sources.active) > 1 else None
+    return np.repeat(rows, counts), table.items[entries], values, columns
 
 
 def _blocked_keys(prep: _Prepared, requests: list[_Request]) -> np.ndarray:
@@ -140,35 +143,35 @@ def _blocked_keys(prep: _Prepared, requests: list[_Request]) -> np.ndarray:
                      for item in (*r.blocked, n_items) if 0 <= item <= n_items], dtype=np.int64)
 
 
-def _merge(prep: _Prepared, scratch: _Scratch, requests: list[_Request], items: np.ndarray,
-           values: np.ndarray, columns: np.ndarray | None, n_sources: int,
+def _merge(prep: _Prepared, scratch: _Scratch, requests: list[_Request], rows: np.ndarray,
+           items: np.ndarray, values: np.ndarray, columns: np.ndarray | None, n_sources: int,
            unavailable: np.ndarray | None) -> tuple[_Segments, np.ndarray, np.ndarray]:
     """The allowed candidates, one per (request, item), and their per-source sums.
 
-    Returns segments (the request of each candidate), items and sums, shape
-    (n_sources, n_candidates); a request's candidates keep the order of their
-    last entry. Duplicates merge without sorting: every entry writes its
-    position into the slot of its (request, item) and the last one owns it; a
-    blocked item's slot is then overwritten with -1. An item's entries add up
-    in column order, whatever else is in the batch.
+    Takes :func:`_gather`'s entries. Returns segments (the request of each
+    candidate), items and sums, shape (n_sources, n_candidates); a request's
+    candidates keep the order of their last entry. Duplicates merge without
+    sorting: every entry writes its position into the slot of its (request,
+    item) and the last one owns it; a blocked item's slot is then overwritten
+    with -1. An item's entries add up in entry order, whatever else is in the
+    batch.
     """
-    n_rows = len(items)
+    n_rows = len(requests)
     span = prep.n_items + 1
-    keys = items + np.arange(0, n_rows * span, span)[:, None]
-    flat = keys.ravel()
+    keys = rows * span + items
     slots = scratch.merge_slots(n_rows * span)
-    position = np.arange(len(flat))
-    slots[flat] = position
+    position = np.arange(len(keys))
+    slots[keys] = position
     slots[_blocked_keys(prep, requests)] = -1
     if unavailable is not None:
-        slots[flat[np.append(unavailable, True)[items.ravel()]]] = -1
-    unique = flat[slots[flat] == position]
+        slots[keys[unavailable[items]]] = -1
+    unique = keys[slots[keys] == position]
     n = len(unique)
     slots[unique] = np.arange(n)
     bins = slots[keys] + 1  # 0 for the blocked entries, 1 + candidate otherwise
     if columns is not None:
         bins += columns * (n + 1)
-    sums = np.bincount(bins.ravel(), weights=values.ravel(), minlength=n_sources * (n + 1))
+    sums = np.bincount(bins, weights=values, minlength=n_sources * (n + 1))
     request = unique // span
     return (_Segments(request, n_rows), unique - request * span,
             sums.reshape(n_sources, n + 1)[:, 1:])

@@ -86,36 +86,70 @@ def _fold_in_batch(prep: _Prepared, histories) -> list[np.ndarray | None]:
     |c| >= 1 (and finite) is solved through the Woodbury identity, an h × h
     system instead of the k × k normal equations: with YᵀY + λI = LLᵀ and
     W = YL⁻ᵀ, x_u = L⁻ᵀ W_uᵀ (I + D_u W_u W_uᵀ)⁻¹ c⁺, D_u = diag(|c| - 1),
-    c⁺ = max(c, 0). Such histories are padded with zero rows to a multiple of
+    c⁺ = max(c, 0). A longer finite history forms the k × k normal equations
+    of :func:`fold_in_user` for a whole stack at once (:func:`_normal_fold_in`).
+    Histories are padded with zero rows to a multiple of
     :data:`FOLD_IN_STEP` and stacked per padded length; each system is solved
     on its own, so a user's vector does not depend on the rest of the batch.
-    Longer histories, and all of them when λ = 0, take :func:`fold_in_user`.
-    None for an empty history.
+    A history with a confidence that is not finite, and all of them when
+    λ <= 0, take :func:`fold_in_user`. None for an empty history.
     """
     vectors: list[np.ndarray | None] = [None] * len(histories)
-    stacks: dict[int, list[int]] = {}
+    stacks: dict[tuple[bool, int], list[int]] = {}
     for i, (items, confidence) in enumerate(histories):
         if not len(items):
             continue
-        if (prep.woodbury is not None and len(items) <= prep.woodbury_max
-                and min(map(abs, confidence)) >= 1.0 and math.isfinite(sum(confidence))):
-            stacks.setdefault(-(-len(items) // FOLD_IN_STEP) * FOLD_IN_STEP, []).append(i)
+        if prep.woodbury is not None and math.isfinite(sum(confidence)):
+            short = len(items) <= prep.woodbury_max and min(map(abs, confidence)) >= 1.0
+            width = -(-len(items) // FOLD_IN_STEP) * FOLD_IN_STEP
+            stacks.setdefault((short, width), []).append(i)
         else:
             vectors[i] = fold_in_user(prep.item_factors, items, confidence,
                                       regularization=prep.regularization, gram=prep.gram32)
-    for width, members in stacks.items():
-        for i, x in zip(members, _woodbury_fold_in(prep, [histories[i] for i in members], width)):
+    for (short, width), members in stacks.items():
+        solve = _woodbury_fold_in if short else _normal_fold_in
+        for i, x in zip(members, solve(prep, [histories[i] for i in members], width)):
             vectors[i] = x
     return vectors
+
+
+def _padded(prep: _Prepared, histories, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items and confidence of each history, padded to ``width`` with the zero row
+    ``n_items`` and confidence 0: shapes (len(histories), width)."""
+    pad = prep.n_items
+    items = np.array([[*i, *[pad] * (width - len(i))] for i, _ in histories], dtype=np.int64)
+    conf = np.array([[*c, *[0.0] * (width - len(c))] for _, c in histories], dtype=np.float64)
+    return items, conf
+
+
+def _normal_fold_in(prep: _Prepared, histories, width: int) -> list[np.ndarray]:
+    """x_u of each history (at most ``width`` items each) from the normal equations of
+    :func:`fold_in_user`, formed for the stack at once in float32 and solved one by one.
+
+    A padding row of Y is zero, so it adds nothing to YᵀC_uY or YᵀC_u p_u.
+    """
+    items, conf = _padded(prep, histories, width)
+    y = prep.item_factors32[items]
+    conf = conf.astype(np.float32)
+    a = (y * (np.abs(conf) - np.float32(1.0))[:, :, None]).transpose(0, 2, 1) @ y
+    a += prep.gram32
+    n_factors = a.shape[1]
+    a.reshape(len(histories), -1)[:, ::n_factors + 1] += np.float32(prep.regularization)
+    b = (np.where(conf > 0, conf, np.float32(0.0))[:, None, :] @ y)[:, 0]
+    out = []
+    for a_u, b_u in zip(a, b):
+        _, x, info = _sposv(a_u, b_u, overwrite_a=0, overwrite_b=0)
+        if info != 0:  # not positive definite (|c| < 1): general solver
+            x = np.linalg.lstsq(a_u.astype(np.float64), b_u.astype(np.float64), rcond=None)[0]
+        out.append(x.astype(np.float64))
+    return out
 
 
 def _woodbury_fold_in(prep: _Prepared, histories, width: int) -> np.ndarray:
     """x_u of each history (at most ``width`` items each), one stack: shape (len(histories), k)."""
     assert prep.woodbury is not None  # the caller stacks histories only when the tables exist
     w_table, l_inv = prep.woodbury
-    pad = prep.n_items  # the zero row of W; its confidence 0 adds nothing to c⁺
-    items = np.array([[*i, *[pad] * (width - len(i))] for i, _ in histories], dtype=np.int64)
-    conf = np.array([[*c, *[0.0] * (width - len(c))] for _, c in histories], dtype=np.float64)
+    items, conf = _padded(prep, histories, width)
     w = w_table[items]
     system = w @ w.transpose(0, 2, 1)
     system *= (np.abs(conf) - 1.0)[:, :, None]

@@ -1,6 +1,6 @@
 """What scoring computes once per model object, and the per-thread work arrays.
 
-:class:`_Prepared` holds the popular lists, the padded neighbour tables, YᵀY
+:class:`_Prepared` holds the popular lists, the neighbour table, YᵀY
 and the fold-in's Woodbury tables of one model; :func:`prepare` /
 :func:`_prepare` build it at most once per model (under a lock) and keep it in
 a weak dictionary, so it is dropped with the model. :class:`_Scratch` is the
@@ -40,23 +40,56 @@ class _Prepared:
         self.item_factors = model.item_factors
         self.gram = model.gram
         self.gram32 = self.gram.astype(np.float32)
+        # Y in float32 with a zero row at n_items: the padding of stacked fold-ins.
+        self.item_factors32 = np.vstack([np.asarray(self.item_factors, dtype=np.float32),
+                                         np.zeros((1, self.item_factors.shape[1]), np.float32)])
         self.regularization = model.regularization if "params" in model.meta else 0.0
-        # The neighbour lists with their padding (and any index out of range)
-        # pointing at the dummy item ``n_items``, which is always blocked; the
-        # dummy item has a row of padding too, for the anchors a session lacks.
-        self.lists = []
-        for items, scores in ((model.similar_items, model.similar_scores),
-                              (model.cooc_items, model.cooc_scores),
-                              (model.next_items, model.next_scores)):
-            items = np.asarray(items, dtype=np.int64)
-            items = np.where((items >= 0) & (items < n_items), items, n_items)
-            scores = np.where(items < n_items, np.maximum(scores, 0), 0).astype(np.float64)
-            self.lists.append((np.vstack([items, np.full((1, items.shape[1]), n_items)]),
-                               np.vstack([scores, np.zeros((1, scores.shape[1]))])))
+        # Every source's neighbours of every item as one ragged table (:class:`_Neighbours`).
+        self.neighbours = _Neighbours(n_items, ((model.similar_items, model.similar_scores),
+                                                (model.cooc_items, model.cooc_scores),
+                                                (model.next_items, model.next_scores)))
         self.woodbury = _woodbury_tables(self.item_factors, self.gram, self.regularization)
-        self.layouts: dict = {}  # (sources, anchor columns) -> _layout()
         # The longest history folded in through ``woodbury``: beyond, the k × k solve is cheaper.
         self.woodbury_max = 3 * self.item_factors.shape[1] // 4
+
+
+class _Neighbours:
+    """Each candidate source's entries (item, score) per anchor item, as one CSR table.
+
+    Row ``s * (n_items + 1) + a`` holds source ``s``'s entries for anchor ``a``
+    in the model's order: the neighbour lists of ``similar``, ``cooc`` and
+    ``next`` without their padding (indices out of range), scores below 0
+    raised to 0, and for the ``session`` source (``s`` = 3) the anchor
+    itself with score 1. Row ``a = n_items`` of every source is empty: the
+    anchor a request lacks. Reading only real entries, a request costs what
+    its anchors' lists hold, not ``window`` × the lists' width.
+    """
+
+    def __init__(self, n_items: int, lists):
+        span = n_items + 1
+        counts, items, scores = [], [], []
+        for table, values in lists:
+            table = np.asarray(table, dtype=np.int64)
+            valid = (table >= 0) & (table < n_items)
+            counts.append(np.append(valid.sum(axis=1), 0))
+            items.append(table[valid])
+            scores.append(np.maximum(np.asarray(values, dtype=np.float64)[valid], 0.0))
+        counts.append(np.append(np.ones(n_items, dtype=np.int64), 0))  # the session source
+        items.append(np.arange(n_items, dtype=np.int64))
+        scores.append(np.ones(n_items))
+        self.span = span
+        self.indptr = np.concatenate([[0], np.add.accumulate(np.concatenate(counts))])
+        self.items = np.concatenate(items)
+        self.scores = np.concatenate(scores)
+
+    def entries(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For table rows ``rows``: the number of entries of each, and the positions of all
+        of them in :attr:`items` / :attr:`scores`, row after row."""
+        starts = self.indptr[rows]
+        counts = self.indptr[rows + 1] - starts
+        before = np.add.accumulate(counts) - counts
+        return counts, np.arange(int(before[-1] + counts[-1]) if len(counts) else 0) + np.repeat(
+            starts - before, counts)
 
 
 def _woodbury_tables(item_factors: np.ndarray, gram: np.ndarray,
@@ -105,7 +138,7 @@ class _Scratch:
 
     def __init__(self, n_items: int):
         self.flags = np.zeros(n_items + 1, dtype=bool)
-        self.flags[n_items] = True  # the padding of neighbour lists
+        self.flags[n_items] = True  # the dummy item: no anchor, never recommended
         self.slots = np.zeros(0, dtype=np.int64)
 
     def merge_slots(self, size: int) -> np.ndarray:

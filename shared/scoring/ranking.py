@@ -63,15 +63,23 @@ def _similarity(segments: _Segments, sums: np.ndarray, sources: SourceWeights) -
 
 def _personal(prep: _Prepared, items: np.ndarray, vector: np.ndarray) -> np.ndarray:
     """x_u · y_i for ``items``, in float32 like the factors."""
-    return prep.item_factors[items] @ vector.astype(np.float32)
+    return _dots(prep, items, vector.astype(np.float32)[None, :])
+
+
+def _dots(prep: _Prepared, items: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``y_items[j] · vectors[j]`` for each j (``vectors`` float32, one row per item or one
+    for all), each over the factors in their order: the same number whatever else is
+    computed beside it."""
+    factors = prep.item_factors32[items]
+    return np.einsum("ij,ij->i", factors, np.broadcast_to(vectors, factors.shape))
 
 
 def _blended(prep: _Prepared, segments: _Segments, items: np.ndarray, sim: np.ndarray,
              vectors: list, params: ScoringParams) -> tuple[_Segments, np.ndarray, np.ndarray]:
     """The candidates the personal score re-ranks (``pool``) and their blended score.
 
-    The personal score is one matrix-vector product per request, over the
-    request's candidates in their own order: the same numbers in any batch.
+    The personal score of a candidate is one dot product of its factors and its
+    request's vector (:func:`_dots`): the same numbers in any batch.
     """
     personal = [v is not None for v in vectors]
     if not any(personal):
@@ -82,10 +90,11 @@ def _blended(prep: _Prepared, segments: _Segments, items: np.ndarray, sim: np.nd
         if not all(personal):
             keep |= ~np.array(personal)[segments.seg]
         segments, items, sim = segments.subset(keep), items[keep], sim[keep]
-    dots = np.zeros(len(items))
-    for start, count, vector in zip(segments.starts.tolist(), segments.counts.tolist(), vectors):
-        if vector is not None and count:
-            dots[start:start + count] = _personal(prep, items[start:start + count], vector)
+    stacked = np.zeros((len(vectors), prep.item_factors32.shape[1]), dtype=np.float32)
+    for row, vector in enumerate(vectors):
+        if vector is not None:
+            stacked[row] = vector
+    dots = _dots(prep, items, stacked[segments.seg]).astype(np.float64)
     score = _normalise(sim, segments, params.normalisation)
     mixed = _mix(score, _normalise(dots, segments, params.normalisation), params.blend)
     if not all(personal):
