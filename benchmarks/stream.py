@@ -11,7 +11,10 @@ In one run, on the same pre-produced synthetic events:
     each event's produce time to its recommendation's arrival at a consumer,
     after ``--warmup`` seconds at that rate; ``--latency-runs`` runs (each a
     fresh worker), reported in ``latency_runs``, and ``latency_ms`` is the run
-    with the median p99.
+    with the median p99. Each run also splits the latency at the moment the
+    worker built the list (its ``generated_at``): ``to_list_built_ms`` (the
+    event's way to the worker and its handling there) and
+    ``list_built_to_consumer_ms`` (the list's way to a consumer).
 
 The worker runs on the configuration a shop gets (``configuration``:
 ``defaults`` unless ``RECSYS_*`` settings or ``RECSYS_CONFIG`` change it), and
@@ -258,9 +261,13 @@ def bench_latency(bootstrap, messages, store, work, rate: float, warmup_s: float
     produce_all(bootstrap, f"{run}-events", messages[:50])
     consume_count(bootstrap, f"{run}-recs", 50, timeout_s=120)
     arrivals: dict[str, float] = {}
+    generated: dict[str, float] = {}
 
     def on_message(message):
-        arrivals[json.loads(message.value())["event_id"]] = time.time()
+        now = time.time()
+        value = json.loads(message.value())
+        arrivals[value["event_id"]] = now
+        generated[value["event_id"]] = value["generated_at"] / 1000.0
 
     warmup = messages[50:50 + int(rate * warmup_s)]
     measured = messages[50 + len(warmup):]
@@ -275,12 +282,24 @@ def bench_latency(bootstrap, messages, store, work, rate: float, warmup_s: float
     sent = produce_all(bootstrap, f"{run}-events", measured, rate=rate)
     reader.join()
     stop(worker)
-    latencies = np.array([(arrivals[e] - t) * 1000.0 for e, t in sent.items() if e in arrivals])
+    got = [e for e in sent if e in arrivals]
+    latencies = np.array([(arrivals[e] - sent[e]) * 1000.0 for e in got])
+    # The two halves of each latency, on this machine's one clock: from the event's produce
+    # to the worker's building its list (the list's generated_at), and from there to the
+    # list's arrival at the consumer (the worker's producer, the broker, the consumer).
+    upstream = np.array([(generated[e] - sent[e]) * 1000.0 for e in got])
+    downstream = latencies - upstream
     return {"p50": round(float(np.percentile(latencies, 50)), 2),
             "p90": round(float(np.percentile(latencies, 90)), 2),
             "p99": round(float(np.percentile(latencies, 99)), 2),
             "max": round(float(latencies.max()), 2), "measured": int(len(latencies)),
-            "missing": int(len(sent) - len(latencies))}
+            "missing": int(len(sent) - len(latencies)),
+            "to_list_built_ms": _percentiles(upstream),
+            "list_built_to_consumer_ms": _percentiles(downstream)}
+
+
+def _percentiles(values: np.ndarray) -> dict:
+    return {f"p{q}": round(float(np.percentile(values, q)), 2) for q in (50, 90, 99)}
 
 
 def main(argv=None) -> None:

@@ -53,10 +53,11 @@ __all__ = [
 
 #: Most merge slots (rows × (n_items + 1)) one scoring thread keeps: a batch with more
 #: rows than fit is ranked in chunks of rows (read by :func:`shared.scoring.ranking._rank`).
-#: 2^18 int64 slots are 2 MiB, which stay in the CPU's cache while a chunk's entries are
-#: written at random into them; with 2^22 (32 MiB) a batch of 256 on the defaults scored
-#: about 15% slower per event than one of 32. Lists do not depend on the chunking.
-MERGE_SLOTS = 1 << 18
+#: 2^19 int32 slots are 2 MiB, which stay in the CPU's cache while a chunk's entries are
+#: written at random into them; a batch of 256 on the defaults scores slower per event
+#: with 8 MiB of slots than with 2, and slower with 1 (more, smaller chunks). Lists do
+#: not depend on the chunking.
+MERGE_SLOTS = 1 << 19
 #: Above this many entries :func:`shared.scoring.segments._best` cuts each segment to its
 #: best before sorting.
 _SORT_ALL = 2048

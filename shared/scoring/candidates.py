@@ -103,17 +103,25 @@ def _anchor_entries(requests: list[_Request], sources: SourceWeights,
     span = n_items + 1
     parts: list[tuple[np.ndarray, ...]] = []
     if sources.decays:
-        keys = anchors + np.arange(0, n_rows * span, span)[:, None]
-        distinct, inverse = np.unique(keys.ravel(), return_inverse=True)
+        keys = (anchors + np.arange(0, n_rows * span, span)[:, None]).ravel()
+        order = keys.argsort(kind="stable")
+        ordered = keys[order]
+        first = np.empty(len(ordered), dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        distinct = ordered[first]
+        inverse = np.empty(len(keys), dtype=np.int64)
+        inverse[order] = np.add.accumulate(first) - 1
         distinct_rows = distinct // span
         distinct_items = distinct - distinct_rows * span
+        column = np.arange(len(keys)) % width
     for position, (_, _, decay) in enumerate(sources.active):
         if decay <= 0:
             parts.append((np.arange(n_rows), np.full(n_rows, position), anchors[:, -1],
                           np.ones(n_rows)))
             continue
-        weights = np.broadcast_to(anchor_weights(sources.window, decay)[-width:], anchors.shape)
-        summed = np.bincount(inverse, weights=weights.ravel(), minlength=len(distinct))
+        weights = anchor_weights(sources.window, decay)[-width:][column]
+        summed = np.bincount(inverse, weights=weights, minlength=len(distinct))
         parts.append((distinct_rows, np.full(len(distinct), position), distinct_items, summed))
     rows, positions, items, weights = (np.concatenate(column) for column in zip(*parts))
     order = np.argsort(rows, kind="stable")

@@ -139,12 +139,12 @@ class _Scratch:
     def __init__(self, n_items: int):
         self.flags = np.zeros(n_items + 1, dtype=bool)
         self.flags[n_items] = True  # the dummy item: no anchor, never recommended
-        self.slots = np.zeros(0, dtype=np.int64)
+        self.slots = np.zeros(0, dtype=np.int32)
 
     def merge_slots(self, size: int) -> np.ndarray:
         """At least ``size`` slots."""
         if len(self.slots) < size:
-            self.slots = np.empty(size, dtype=np.int64)
+            self.slots = np.empty(size, dtype=np.int32)
         return self.slots
 
 
