@@ -6,7 +6,11 @@ In one run, on the same pre-produced synthetic events:
     into recommendations, from its first recommendation to its last
     (broker timestamps of the recommendation messages);
     ``baseline_eps``: a bare confluent-kafka consume -> produce loop doing no work;
-    ``faust_noop_eps``: a Faust agent that does no work, the framework's ceiling;
+    ``faust_noop_eps``: a Faust agent that does no work, the framework's ceiling.
+    ``--throughput-runs`` rounds (default 3) each measure the no-op agent, the
+    worker and the worker on the paper profile back to back; the figures are
+    the rounds' medians (``faust_noop_ratio``: the median of each round's
+    worker / no-op ratio), and ``throughput_runs`` lists the rounds;
 (b) ``latency_ms``: events offered at a fixed rate to a running worker, from
     each event's produce time to its recommendation's arrival at a consumer,
     after ``--warmup`` seconds at that rate; ``--latency-runs`` runs (each a
@@ -18,8 +22,8 @@ In one run, on the same pre-produced synthetic events:
 
 The worker runs on the configuration a shop gets (``configuration``:
 ``defaults`` unless ``RECSYS_*`` settings or ``RECSYS_CONFIG`` change it), and
-its throughput is measured once more on ``profiles/paper.toml`` (the paper's
-path), with a model trained on that profile's parameters: ``paper_profile``.
+in each round once more on ``profiles/paper.toml`` (the paper's path), with a
+model trained on that profile's parameters: ``paper_profile``.
 
 Writes ``benchmarks/results/stream.json``::
 
@@ -42,6 +46,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+from statistics import median
 from confluent_kafka import Consumer, Producer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,6 +315,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0,
                         help="seconds at --rate before the latency is measured")
+    parser.add_argument("--throughput-runs", type=int, default=3,
+                        help="rounds of (Faust no-op agent, worker, paper profile) on the same "
+                             "events; the medians are reported")
     parser.add_argument("--latency-runs", type=int, default=3,
                         help="latency runs, each on a fresh worker; the median p99 is reported")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stream.json"))
@@ -332,14 +340,22 @@ def main(argv=None) -> None:
         print(f"{len(messages):,} events ready", file=sys.stderr)
         baseline = bench_baseline(bootstrap, messages)
         print(f"baseline consume->produce: {baseline:,.0f} events/s", file=sys.stderr)
-        noop = bench_faust_noop(bootstrap, messages, work)
         noop_upstream = bench_faust_noop(bootstrap, messages, work, fastpath=False)
-        print(f"Faust no-op agent: {noop:,.0f} events/s ({noop_upstream:,.0f} with upstream's "
-              f"consumer hand-off)", file=sys.stderr)
-        throughput = bench_worker(bootstrap, messages, store, work)
-        print(f"worker: {throughput:,.0f} events/s", file=sys.stderr)
-        paper_throughput = bench_worker(bootstrap, messages, paper_store, work, PAPER_PROFILE)
-        print(f"worker on {PAPER_PROFILE.name}: {paper_throughput:,.0f} events/s", file=sys.stderr)
+        print(f"Faust no-op agent with upstream's consumer hand-off: {noop_upstream:,.0f} events/s",
+              file=sys.stderr)
+        rounds = []
+        for number in range(1, args.throughput_runs + 1):
+            # One round: the no-op agent, the worker and the paper profile back to back, so
+            # that each ratio compares runs the machine gave the same conditions.
+            noop = bench_faust_noop(bootstrap, messages, work)
+            worker = bench_worker(bootstrap, messages, store, work)
+            paper = bench_worker(bootstrap, messages, paper_store, work, PAPER_PROFILE)
+            rounds.append({"faust_noop_eps": round(noop), "throughput_eps": round(worker),
+                           "faust_noop_ratio": round(worker / noop, 3),
+                           "paper_profile_eps": round(paper)})
+            print(f"round {number}: Faust no-op agent {noop:,.0f} events/s, worker {worker:,.0f} "
+                  f"({worker / noop:.3f} of it), worker on {PAPER_PROFILE.name} {paper:,.0f}",
+                  file=sys.stderr)
         latency_events = synthetic_messages(int(args.rate * (args.warmup + args.seconds)) + 50,
                                             seed=3, work=work)
         runs = []
@@ -348,18 +364,23 @@ def main(argv=None) -> None:
                                       args.warmup))
             print(f"latency at {args.rate:,.0f} events/s: {runs[-1]}", file=sys.stderr)
     latency = sorted(runs, key=lambda run: run["p99"])[(len(runs) - 1) // 2]
+    throughput = median([r["throughput_eps"] for r in rounds])
+    noop = median([r["faust_noop_eps"] for r in rounds])
     result = {
         "configuration": configuration(sources),
         "events": len(messages), "throughput_eps": round(throughput),
         "baseline_eps": round(baseline), "faust_noop_eps": round(noop),
         "faust_noop_upstream_eps": round(noop_upstream),
-        "faust_noop_ratio": round(throughput / noop, 3),
-        "ratio": round(throughput / baseline, 3), "rate_eps": args.rate,
-        "latency_warmup_s": args.warmup,
+        "faust_noop_ratio": median([r["faust_noop_ratio"] for r in rounds]),
+        "ratio": round(throughput / baseline, 3),
+        "throughput_runs": rounds,
+        "rate_eps": args.rate, "latency_warmup_s": args.warmup,
         "latency_ms": latency, "latency_runs": runs,
         "paper_profile": {"config": str(PAPER_PROFILE.relative_to(ROOT)),
-                          "throughput_eps": round(paper_throughput),
-                          "faust_noop_ratio": round(paper_throughput / noop, 3)},
+                          "throughput_eps": round(median([r["paper_profile_eps"] for r in rounds])),
+                          "faust_noop_ratio": round(
+                              median([r["paper_profile_eps"] / r["faust_noop_eps"] for r in rounds]),
+                              3)},
         "kafka_version": KAFKA_VERSION, "cpus": os.cpu_count(),
         "machine": platform.machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "targets": {"throughput_eps": 5000, "faust_noop_ratio": 0.35, "latency_p99_ms": 50},
