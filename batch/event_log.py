@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from batch.columns import ColumnsBuilder, EventColumns
 from batch.readers import DEFAULT_CHUNK_ROWS, ReadReport
-from shared import kafka_security
+from shared import kafka_log, kafka_security
 from shared.events import EventError, EventLimits, parse_event
 
 #: Consumer group named in the consumer's configuration; nothing is ever committed to it.
@@ -145,7 +145,7 @@ def read_topic(bootstrap: str, topic: str, *, limits: EventLimits = EventLimits(
 def _consumer(bootstrap: str) -> Consumer:
     """The reading consumer; TLS and SASL from the environment's Kafka security settings."""
     return Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP_ID,
-                     **kafka_security.from_environ().confluent(),
+                     **kafka_security.from_environ().confluent(), **kafka_log.client_config(),
                      "enable.auto.commit": False, "enable.auto.offset.store": False,
                      "enable.partition.eof": True, "auto.offset.reset": "earliest",
                      # A fetch waiting for data would hold up the switch to the next partition.

@@ -11,7 +11,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from batch.event_log import GROUP_ID
-from shared import kafka_security
+from shared import kafka_log, kafka_security
 from shared.messages import MessageError, model_update_message, parse_model_update
 
 #: Key of every model-updates message: compaction keeps the latest announcement.
@@ -50,7 +50,8 @@ def announce(version: str, path: str | Path, *, created_at: int, bootstrap: str,
     """
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                          "acks": "all", "message.timeout.ms": int(timeout_s * 1000),
-                         **kafka_security.resolve(security).confluent()})
+                         **kafka_security.resolve(security).confluent(),
+                         **kafka_log.client_config()})
     errors = []
     producer.produce(topic, key=MODEL_UPDATE_KEY,
                      value=model_update_message(version, str(Path(path).resolve()), created_at),
@@ -76,7 +77,8 @@ def last_announced(bootstrap: str, topic: str, *, timeout_s: float = 10.0,
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP_ID,
                          "enable.auto.commit": False,
-                         **kafka_security.resolve(security).confluent()})
+                         **kafka_security.resolve(security).confluent(),
+                         **kafka_log.client_config()})
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
         if high <= low:

@@ -20,6 +20,7 @@ Layout under ``home`` (``RECSYS_KAFKA_HOME``)::
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -34,10 +35,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from shared.config import Settings, bootstrap_given
+from shared import kafka_log, kafka_security
+from shared.config import CONFIG_ENV, Settings, bootstrap_given
+from shared.errors import RecsysError
 
 KAFKA_VERSION = "3.9.1"
 _DIST = resources.files("shared") / "kafka_dist"
@@ -48,8 +53,16 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _SASL_CREDENTIAL = re.compile(r"[A-Za-z0-9._-]+")
 
 
-class BrokerError(RuntimeError):
-    """The local broker cannot be assembled, started or reached; the message says why."""
+#: How long :func:`require_broker` waits for a TCP connection to the bootstrap servers, and
+#: then for their answer to a metadata request: together, with the interpreter's start,
+#: a command reports a broker it cannot reach within 10 s.
+CONNECT_TIMEOUT_S = 3.0
+METADATA_TIMEOUT_S = 5.0
+
+
+class BrokerError(RecsysError, RuntimeError):
+    """The local broker cannot be assembled or started, or a broker cannot be reached; the
+    message says why."""
 
 
 def _require(tool: str, purpose: str) -> str:
@@ -327,9 +340,128 @@ def local_broker(settings: Settings) -> LocalBroker:
 
 def ensure_broker(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
     """Bootstrap servers to use: those configured (``KAFKA_BOOTSTRAP`` or the configuration
-    file's ``kafka_bootstrap``), else the local broker's, started."""
+    file's ``kafka_bootstrap``), once they answer (:func:`require_broker`), else the local
+    broker's, started (:meth:`LocalBroker.start` returns once it answers).
+
+    Raises
+    ------
+    BrokerError
+        When the configured servers do not answer, or the local broker cannot be started.
+    """
     if bootstrap_given(environ):
+        source = ("KAFKA_BOOTSTRAP" if "KAFKA_BOOTSTRAP" in environ
+                  else f"kafka_bootstrap in {environ[CONFIG_ENV].strip()}")
+        require_broker(settings.kafka_bootstrap,
+                       security=kafka_security.from_settings(settings, environ),
+                       hint=f"is it running, and is {source} right? "
+                            f"(`recsys kafka status` shows the local broker)")
         return settings.kafka_bootstrap
     broker = local_broker(settings)
     print(broker.start(), file=sys.stderr)
     return broker.bootstrap
+
+
+def require_broker(bootstrap: str, *, security: kafka_security.KafkaSecurity | None = None,
+                   hint: str = "is it running? (`recsys kafka status`)",
+                   connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                   metadata_timeout_s: float = METADATA_TIMEOUT_S) -> None:
+    """Return once a broker at ``bootstrap`` answers a metadata request, or raise.
+
+    Kafka's clients never give up on an address that refuses them: they retry,
+    logging each attempt, until the operation's own timeout (30 s to create a
+    topic). A command checks here first, so that a broker that is not there is
+    one line at once. First a TCP connection to each bootstrap server, up to
+    ``connect_timeout_s`` in all: when none accepts one (refused, unknown host,
+    no answer), no client can reach the cluster. Then a metadata request through
+    an admin client that connects as ``security`` says (default: the process
+    environment's), within ``metadata_timeout_s``: it fails when the address is
+    not a Kafka listener or the handshake (TLS, SASL) fails. The client's own log
+    lines go to :mod:`shared.kafka_log` at DEBUG; the error says it all.
+
+    Raises
+    ------
+    BrokerError
+        ``no Kafka broker answers at <bootstrap>: <reason>; <hint>``, or, when a
+        broker answers but refuses the login or the TLS handshake, ``the Kafka
+        broker at <bootstrap> refuses this client: <reason>; ...``.
+    """
+    refused = _refusal(bootstrap, connect_timeout_s)
+    if refused is not None:
+        raise BrokerError(f"no Kafka broker answers at {bootstrap}: {refused}; {hint}")
+    errors: list[KafkaError] = []
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "error_cb": errors.append,
+                              **kafka_security.resolve(security).confluent(),
+                              **kafka_log.client_config(logging.DEBUG)}
+    admin = AdminClient(config)
+    try:
+        admin.list_topics(timeout=metadata_timeout_s)
+    except KafkaException as exc:
+        admin.poll(0)  # serves error_cb and the log lines
+        refusals = [e for e in errors if e.code() in _REFUSED]
+        if refusals:
+            raise BrokerError(f"the Kafka broker at {bootstrap} refuses this client: "
+                              f"{_reason(refusals[-1])}; check the RECSYS_KAFKA_* security "
+                              f"settings (`recsys config` lists them)") from None
+        reasons = [e for e in errors if e.code() not in _ROUTINE] or [exc.args[0]]
+        raise BrokerError(f"no Kafka broker answers at {bootstrap}: {_reason(reasons[-1])}; "
+                          f"{hint}") from None
+    finally:
+        admin.poll(0)
+
+
+#: Errors every failed connection reports along with its cause.
+_ROUTINE = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT)
+#: A broker that answers but does not let this client in (its login or certificate).
+_REFUSED = (KafkaError._AUTHENTICATION, KafkaError._SSL)
+
+
+def _reason(error: KafkaError) -> str:
+    """A librdkafka error as its text, without the address it repeats."""
+    text = error.str()
+    return text.split(": ", 1)[1] if "/bootstrap: " in text else text
+
+
+def _refusal(bootstrap: str, timeout_s: float) -> str | None:
+    """Why no server of ``bootstrap`` accepts a TCP connection, or None when one does (or
+    when the list is not one this parses, leaving the judgement to the client)."""
+    addresses = _addresses(bootstrap)
+    if not addresses:
+        return None
+    deadline = time.monotonic() + timeout_s
+    reason = ""
+    for host, port in addresses:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.create_connection((host, port), timeout=left):
+                return None
+        except socket.gaierror as exc:
+            reason = f"cannot resolve {host!r} ({exc.strerror})"
+        except TimeoutError:
+            reason = f"no answer to a connection within {timeout_s:.0f} s"
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+    return reason or f"no answer to a connection within {timeout_s:.0f} s"
+
+
+def _addresses(bootstrap: str) -> list[tuple[str, int]]:
+    """(host, port) of each server in a bootstrap list, as librdkafka reads it (an optional
+    ``protocol://``, ``[v6]:port``, port 9092 when none is given); empty when an entry
+    does not parse.
+
+    >>> _addresses("a:1, PLAINTEXT://b:2,[::1]:3,c")
+    [('a', 1), ('b', 2), ('::1', 3), ('c', 9092)]
+    >>> _addresses("a:port")
+    []
+    """
+    found = []
+    for entry in bootstrap.split(","):
+        entry = entry.strip().rsplit("://", 1)[-1]
+        match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", entry)
+        if match is None:
+            return []
+        host = match.group(1) or match.group(3)
+        port = match.group(2) or match.group(4) or "9092"
+        found.append((host, int(port)))
+    return found

@@ -43,7 +43,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import Producer as BaseProducer
 from faust.types.tuples import TP, RecordMetadata
 
-from shared import kafka_security
+from shared import kafka_log, kafka_security
 from shared.kafka_security import KafkaSecurity
 from shared.topics import TopicSpec, ensure_topics
 from stream.faust_fixes import require_tested_versions
@@ -102,7 +102,9 @@ class Producer(BaseProducer):
     async def on_start(self) -> None:
         """Create the librdkafka producer (Faust starts the buffer)."""
         await super().on_start()
-        self._producer = confluent_kafka.Producer(self.librdkafka_config())
+        # librdkafka's own log through logging, a repeated line once per interval.
+        self._producer = confluent_kafka.Producer({**self.librdkafka_config(),
+                                                   **kafka_log.client_config()})
         self.add_future(self._poll_deliveries())
 
     async def on_stop(self) -> None:

@@ -1,12 +1,15 @@
 """``recsys stream``: run one worker of the stream app."""
 from __future__ import annotations
 
+import errno
 import gc
+import socket
 import sys
 
 from threadpoolctl import threadpool_limits
 
 from shared.broker import ensure_broker
+from shared.config import ConfigError
 from shared.topics import TopicSpec, ensure_topics, project_topics
 
 #: Cyclic collector thresholds of the worker (CPython's default: 700, 10, 10).
@@ -39,10 +42,82 @@ def add_arguments(parser) -> None:
     """Options of ``recsys stream``."""
     parser.add_argument("--loglevel", default="info",
                         choices=["crit", "error", "warn", "info", "debug"])
+    parser.add_argument("--verbose", action="store_true",
+                        help="print Faust's startup banner and console messages even when "
+                             "standard output is not a terminal (on a terminal they are "
+                             "always printed)")
+
+
+def check_web_port(host: str, port: int) -> None:
+    """Raise :class:`ConfigError` unless the worker's views could listen on ``host:port``.
+
+    Binds a socket to each of ``host``'s addresses as asyncio's server will
+    (``SO_REUSEADDR``, IPv6 sockets IPv6-only) and closes it again, so that a
+    port in use is one line before anything starts, instead of Faust's 70-line
+    log and traceback as its web server starts. (Another process can still take
+    the port in between; then Faust's own error stops the worker.)
+
+    >>> check_web_port("127.0.0.1", 70000)
+    Traceback (most recent call last):
+    ...
+    shared.config.ConfigError: RECSYS_WEB_PORT=70000 is out of range: it must be from 1 to 65535
+    """
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"RECSYS_WEB_PORT={port} is out of range: it must be from 1 to 65535")
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"RECSYS_WEB_HOST={host!r} is not an address of this machine "
+                          f"({exc.strerror})") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise ConfigError(_bind_failure(host, port, exc)) from None
+
+
+def _bind_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"web port {port} is in use; set RECSYS_WEB_PORT to a free port"
+    if exc.errno == errno.EACCES:
+        return (f"web port {port} needs privileges this process does not have; set "
+                f"RECSYS_WEB_PORT to a port above 1023")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"RECSYS_WEB_HOST={host!r} is not an address of this machine"
+    return f"the worker's views cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def faust_argv(args, settings, *, terminal: bool) -> list[str]:
+    """Faust's command line for the worker (after the program name).
+
+    Faust prints a startup banner (a table of the app's id, transport, store,
+    folders and versions) and console messages (its progress spinner, ``-INT-``
+    on Ctrl-C) besides its log. On a ``terminal``, or with ``--verbose``, they
+    are printed; otherwise ``--quiet`` leaves them out, so that a log file or a
+    service's journal holds only log lines (which carry colours only on a
+    terminal either way).
+
+    >>> import argparse
+    >>> args = argparse.Namespace(loglevel="info", verbose=False)
+    >>> settings = argparse.Namespace(web_port=6066)
+    >>> faust_argv(args, settings, terminal=False)
+    ['--quiet', 'worker', '--loglevel', 'info', '--web-port', '6066']
+    >>> faust_argv(args, settings, terminal=True)[0]
+    'worker'
+    """
+    quiet = [] if terminal or args.verbose else ["--quiet"]
+    return [*quiet, "worker", "--loglevel", args.loglevel, "--web-port", str(settings.web_port)]
 
 
 def run(args, settings) -> int:
-    """Create the topics, load the newest model, and run a worker until it is stopped."""
+    """Check the web port, create the topics, load the newest model, and run a worker until
+    it is stopped."""
+    check_web_port(settings.web_host, settings.web_port)
     bootstrap = ensure_broker(settings)
     import stream.views  # noqa: F401  (registers the agent, the model watcher and the views)
     from stream.app import app, models, users
@@ -69,7 +144,13 @@ def run(args, settings) -> int:
     # collector, and young collections run less often.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel,
-                "--web-port", str(settings.web_port)]
+    sys.argv = [sys.argv[0], *faust_argv(args, settings, terminal=_isatty(sys.stdout))]
     app.main()
     return 0
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced, or closed
+        return False
