@@ -3,14 +3,15 @@
 A format turns a chunk of lines (a bytes array for the delimited formats, a
 list for JSON lines) into the arrays of its good rows (:class:`Chunk`); a bad
 row is recorded under its reason code (those of :mod:`shared.events`, plus
-:data:`BAD_COLUMNS`) by :class:`Rows`. :mod:`batch.readers` reads the files
-and lists the formats.
+:data:`BAD_COLUMNS`), with the field at fault, by :class:`Rows`.
+:mod:`batch.readers` reads the files and lists the formats.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,6 +52,29 @@ class BadRowError(ValueError):
         self.path, self.line_no, self.code = path, line_no, code
 
 
+class BadRow(NamedTuple):
+    """One bad row: where it is, its reason code, the field at fault and what was wrong.
+
+    ``field`` is the JSON field or the column's name, or None when the row as a
+    whole is at fault (its size, encoding, JSON or number of columns).
+
+    >>> print(BadRow(Path("events.jsonl"), 7, "missing_field", "ts", "'ts' is required"))
+    events.jsonl:7: ts: 'ts' is required (missing_field)
+    >>> print(BadRow(Path("events.jsonl"), 8, "not_json", None, "unexpected end of data"))
+    events.jsonl:8: (row): unexpected end of data (not_json)
+    """
+
+    path: Path
+    line_no: int
+    code: str
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return (f"{self.path}:{self.line_no}: {self.field or '(row)'}: {self.message}"
+                f" ({self.code})")
+
+
 @dataclass
 class ReadReport:
     """What a reader saw.
@@ -63,11 +87,18 @@ class ReadReport:
         Data rows seen (headers and blank lines excluded), good and bad.
     rows_bad : dict of str to int
         Rows skipped, by reason code.
+    on_bad_row : callable, optional
+        Called with each bad row's :class:`BadRow`, in file order, as the
+        rows are read (a chunk's bad rows before its good ones are handed
+        on); the report itself keeps only the counts, so memory stays
+        bounded however many rows are bad.
     """
 
     paths: list[str] = field(default_factory=list)
     rows_read: int = 0
     rows_bad: dict[str, int] = field(default_factory=dict)
+    on_bad_row: Callable[[BadRow], None] | None = field(default=None, repr=False,
+                                                        compare=False)
 
     @property
     def rows_ok(self) -> int:
@@ -107,18 +138,21 @@ class Rows:
     def __init__(self, path: Path, line_no: np.ndarray):
         self.path, self.line_no = path, line_no
         self.ok = np.ones(len(line_no), dtype=bool)
-        self.bad: list[tuple[str, np.ndarray, str]] = []
+        #: (code, line numbers, message, field) of each group of bad rows.
+        self.bad: list[tuple[str, np.ndarray, str, str | None]] = []
 
-    def record(self, code: str, line_no: np.ndarray, message: str) -> None:
-        """Count the rows at ``line_no`` as bad for ``code``."""
+    def record(self, code: str, line_no: np.ndarray, message: str,
+               field: str | None = None) -> None:
+        """Count the rows at ``line_no`` as bad for ``code`` (in ``field``; None: the row)."""
         if len(line_no):
-            self.bad.append((code, line_no, message))
+            self.bad.append((code, line_no, message, field))
 
-    def reject(self, bad: np.ndarray, code: str, message: str) -> None:
-        """Mark the still-good rows where ``bad`` holds as bad for ``code``."""
+    def reject(self, bad: np.ndarray, code: str, message: str,
+               field: str | None = None) -> None:
+        """Mark the still-good rows where ``bad`` holds as bad for ``code`` (in ``field``)."""
         bad = bad & self.ok
         if bad.any():
-            self.bad.append((code, self.line_no[bad], message))
+            self.bad.append((code, self.line_no[bad], message, field))
             self.ok &= ~bad
 
     def array(self, lines: list[bytes]) -> np.ndarray:
@@ -140,34 +174,36 @@ class Rows:
             fields.append(head)
         return fields + [rest]
 
-    def require(self, *ids: np.ndarray) -> None:
-        for values in ids:
-            self.reject(np.strings.str_len(values) == 0, EMPTY_FIELD, "an id is empty")
+    def require(self, **ids: np.ndarray) -> None:
+        """Reject the rows where an id (by column name) is empty."""
+        for name, values in ids.items():
+            self.reject(np.strings.str_len(values) == 0, EMPTY_FIELD, f"{name} is empty", name)
 
-    def number(self, text: np.ndarray, dtype, code: str, message: str) -> np.ndarray:
+    def number(self, text: np.ndarray, dtype, code: str, message: str,
+               field: str | None = None) -> np.ndarray:
         """Non-negative decimal numbers (digits, and a point for floats)."""
         digits = np.strings.replace(text, b".", b"", 1) if dtype is np.float64 else text
         good = np.strings.isdigit(digits) & (np.strings.str_len(digits) <= _MAX_INT_DIGITS)
-        self.reject(~good, code, message)
+        self.reject(~good, code, message, field)
         return np.where(good, text, b"0").astype(dtype)
 
-    def iso_ms(self, text: np.ndarray) -> np.ndarray:
+    def iso_ms(self, text: np.ndarray, field: str | None = None) -> np.ndarray:
         """Epoch ms of UTC ISO-8601 times such as ``2014-04-07T10:51:09.277Z``."""
         self.reject(~np.strings.endswith(text, b"Z") | (np.strings.str_len(text) < 20),
-                    BAD_TIMESTAMP, "expected an ISO-8601 UTC time ending in 'Z'")
+                    BAD_TIMESTAMP, "expected an ISO-8601 UTC time ending in 'Z'", field)
         naive = np.strings.slice(np.where(self.ok, text, b"1970-01-01T00:00:00Z"), 0, -1)
         try:
             moments = naive.astype("datetime64[ms]")
         except ValueError:
             moments = np.array([_datetime64_ms(t) for t in naive], dtype="datetime64[ms]")
         ts_ms = moments.astype(np.int64)
-        self.in_range(ts_ms)
+        self.in_range(ts_ms, field)
         return ts_ms
 
-    def in_range(self, ts_ms: np.ndarray) -> None:
+    def in_range(self, ts_ms: np.ndarray, field: str | None = None) -> None:
         """Reject times outside 1970..9999 (``ts_ms`` may be float)."""
         self.reject((ts_ms < 0) | (ts_ms > MAX_TS_MS), BAD_TIMESTAMP,
-                    "time is not a valid date between 1970 and 9999")
+                    "time is not a valid date between 1970 and 9999", field)
 
     def chunk(self, **columns) -> Chunk:
         """The good rows; a scalar ``type`` is the same for every row."""
@@ -178,18 +214,24 @@ class Rows:
         return Chunk(line_no=self.line_no[ok], **good)
 
     def settle(self, report: ReadReport, strict: bool) -> None:
-        """Count the bad rows in ``report``; in strict mode raise on the first one."""
+        """Count the bad rows in ``report`` and hand each to its ``on_bad_row``, in line
+        order; in strict mode raise on the first one instead."""
         if strict and self.bad:
-            code, line_no, message = min(self.bad, key=lambda bad: bad[1].min())
+            code, line_no, message, _ = min(self.bad, key=lambda bad: bad[1].min())
             raise BadRowError(self.path, int(line_no.min()), code, message)
-        for code, line_no, _ in self.bad:
+        for code, line_no, _, _ in self.bad:
             report.rows_bad[code] = report.rows_bad.get(code, 0) + len(line_no)
+        if report.on_bad_row is not None and self.bad:
+            rows = sorted((n, code, field, message) for code, line_no, message, field in self.bad
+                          for n in line_no.tolist())
+            for n, code, field, message in rows:
+                report.on_bad_row(BadRow(self.path, n, code, field, message))
 
 
 def _yoochoose_clicks(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
     session, ts, item, category = rows.split(lines, b",", 4)
-    rows.require(session, item)
-    ts_ms = rows.iso_ms(ts)
+    rows.require(session=session, item=item)
+    ts_ms = rows.iso_ms(ts, "timestamp")
     category = np.where(category == b"0", b"", category)
     return rows.chunk(user=session, session=session, item=item, type=EVENT_TYPE_CODES["click"],
                       ts_ms=ts_ms, category=category)
@@ -197,23 +239,25 @@ def _yoochoose_clicks(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chu
 
 def _yoochoose_buys(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
     session, ts, item, price_text, quantity_text = rows.split(lines, b",", 5)
-    rows.require(session, item)
-    ts_ms = rows.iso_ms(ts)
-    price = rows.number(price_text, np.float64, BAD_PRICE, "price is not a number >= 0")
-    rows.reject(price > limits.max_price, BAD_PRICE, f"price above {limits.max_price}")
+    rows.require(session=session, item=item)
+    ts_ms = rows.iso_ms(ts, "timestamp")
+    price = rows.number(price_text, np.float64, BAD_PRICE, "price is not a number >= 0",
+                        "price")
+    rows.reject(price > limits.max_price, BAD_PRICE, f"price above {limits.max_price}", "price")
     quantity = rows.number(quantity_text, np.int64, BAD_QUANTITY,
-                           "quantity is not an integer >= 0")
+                           "quantity is not an integer >= 0", "quantity")
     rows.reject(quantity > limits.max_quantity, BAD_QUANTITY,
-                f"quantity above {limits.max_quantity}")
+                f"quantity above {limits.max_quantity}", "quantity")
     return rows.chunk(user=session, session=session, item=item, type=EVENT_TYPE_CODES["buy"],
                       ts_ms=ts_ms, price=np.where(price > 0, price, np.nan), quantity=quantity)
 
 
 def _session_rec(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
     session, item, time_text = rows.split(lines, b"\t", 3)
-    rows.require(session, item)
-    ms = rows.number(time_text, np.float64, BAD_TIMESTAMP, "Time is not epoch seconds") * 1000
-    rows.in_range(ms)
+    rows.require(SessionId=session, ItemId=item)
+    ms = rows.number(time_text, np.float64, BAD_TIMESTAMP, "Time is not epoch seconds",
+                     "Time") * 1000
+    rows.in_range(ms, "Time")
     ts_ms = np.rint(np.where(rows.ok, ms, 0)).astype(np.int64)
     return rows.chunk(user=session, session=session, item=item, type=EVENT_TYPE_CODES["click"],
                       ts_ms=ts_ms)
@@ -221,14 +265,15 @@ def _session_rec(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
 
 def _retailrocket(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
     ts_text, visitor, event, item, _ = rows.split(lines, b",", 5)
-    rows.require(visitor, item)
-    ts_ms = rows.number(ts_text, np.int64, BAD_TIMESTAMP, "timestamp is not epoch milliseconds")
-    rows.in_range(ts_ms)
+    rows.require(visitorid=visitor, itemid=item)
+    ts_ms = rows.number(ts_text, np.int64, BAD_TIMESTAMP, "timestamp is not epoch milliseconds",
+                        "timestamp")
+    rows.in_range(ts_ms, "timestamp")
     type_code = np.full(len(lines), -1, dtype=np.int8)
     for name, type_name in _RETAILROCKET_TYPES.items():
         type_code[event == name] = EVENT_TYPE_CODES[type_name]
     rows.reject(type_code < 0, UNKNOWN_TYPE,
-                f"event is not one of {[name.decode() for name in _RETAILROCKET_TYPES]}")
+                f"event is not one of {[name.decode() for name in _RETAILROCKET_TYPES]}", "event")
     return rows.chunk(user=visitor, session=visitor, item=item, type=type_code, ts_ms=ts_ms)
 
 
@@ -239,7 +284,7 @@ def _jsonl(lines: list[bytes], rows: Rows, limits: EventLimits) -> Chunk:
             events.append(parse_event(line, **kwargs))
         except EventError as error:
             rows.ok[i] = False
-            rows.record(error.code, rows.line_no[i:i + 1], error.message)
+            rows.record(error.code, rows.line_no[i:i + 1], error.message, error.field)
     return Chunk(line_no=rows.line_no[rows.ok], events=events, **event_arrays(events))
 
 

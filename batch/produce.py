@@ -5,7 +5,13 @@ partition, in file order), its value the canonical message
 (:meth:`shared.events.Event.to_json_bytes`). The producer is idempotent
 (``enable.idempotence``, ``acks=all``): a retry never duplicates or reorders a
 message. Every delivery failure is counted and the first ones kept; a replay
-with failures ends non-zero. Rows the reader rejects are counted by reason code.
+with failures ends non-zero. Rows the reader rejects are skipped, counted by
+reason code, and the first :data:`batch.validate.MAX_BAD_ROWS_SHOWN` of them
+named as ``recsys validate`` names them (``FILE:LINE: field: reason (code)``,
+then ``... and N more``); the good rows are still sent. With ``--strict`` the
+whole file is checked first, and a file with any bad row is not sent at all
+(exit status 1): a replay that would leave holes in the event log is refused
+before its first event reaches the topic, rather than stopped half way.
 
 Pacing: as fast as possible (default), ``rate`` events per second, or the
 events' own timestamps sped up by ``speedup``. The Kafka timestamp of a
@@ -32,10 +38,12 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from batch.formats import BadRow
 from batch.readers import FORMATS, ReadReport, iter_events
 from batch.synthetic import (CATEGORY_PREFIX, DEFAULT_CHUNK_EVENTS, ITEM_PREFIX, SESSION_PREFIX,
                              USER_PREFIX, VIEW, ShopParams, SyntheticShop)
-from shared import kafka_security
+from batch.validate import FirstBadRows, bad_row_lines, summary_line, validate_file
+from shared import kafka_log, kafka_security
 from shared.broker import ensure_broker
 from shared.config import Settings
 from shared.events import EVENT_TYPES, Event
@@ -86,6 +94,8 @@ class ProduceSummary:
         The first :data:`MAX_ERRORS_KEPT` delivery errors.
     skipped : dict of str to int
         Input rows the reader rejected, by reason code.
+    bad_rows : tuple of BadRow
+        The first of those rows, to name one by one.
     """
 
     sent: int
@@ -94,6 +104,7 @@ class ProduceSummary:
     elapsed_s: float
     errors: tuple[str, ...] = ()
     skipped: dict[str, int] = field(default_factory=dict)
+    bad_rows: tuple[BadRow, ...] = ()
 
     @property
     def rate_eps(self) -> float:
@@ -210,7 +221,7 @@ def produce_events(producer_or_bootstrap: Producer | str, topic: str, events: It
         When both ``rate`` and ``speedup`` are given, or one is not > 0.
     """
     pace = None if rate is None and speedup is None else Pace(rate=rate, speedup=speedup)
-    producer = (Producer(producer_config(producer_or_bootstrap))
+    producer = (Producer({**producer_config(producer_or_bootstrap), **kafka_log.client_config()})
                 if isinstance(producer_or_bootstrap, str) else producer_or_bootstrap)
     failures = _DeliveryFailures()
     started = time.monotonic()
@@ -338,6 +349,8 @@ def describe(summary: ProduceSummary, topic: str) -> list[str]:
     if summary.skipped:
         lines.append("skipped rows: " + ", ".join(
             f"{code} {count:,}" for code, count in sorted(summary.skipped.items())))
+    if summary.bad_rows:
+        lines += bad_row_lines(summary.bad_rows, sum(summary.skipped.values()))
     lines += [f"delivery failed: {error}" for error in summary.errors]
     return lines
 
@@ -356,6 +369,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pace.add_argument("--speedup", type=_positive, metavar="X",
                       help="Follow the events' timestamps, X times faster.")
     parser.add_argument("--topic", help="Topic to send to (default: the events topic).")
+    parser.add_argument("--strict", action="store_true",
+                        help="Check the whole file first and send nothing if any row is bad "
+                             "(exit status 1); without it bad rows are skipped and reported.")
 
 
 def _positive(text: str) -> float:
@@ -366,13 +382,23 @@ def _positive(text: str) -> float:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Replay what ``args`` ask for; 0 when every event was delivered, 1 when some were not."""
+    """Replay what ``args`` ask for; 0 when every event was delivered, 1 when some were not
+    or, with ``--strict``, when a row of the file is bad (then nothing is sent)."""
     topic = args.topic or settings.events_topic
-    report = ReadReport()
+    shown = FirstBadRows()
+    report = ReadReport(on_bad_row=shown)
+    limits = settings.event_limits()
     try:
+        if args.path is not None and args.strict:
+            checked = validate_file(args.path, args.format, limits=limits, on_bad_row=shown)
+            if checked.rows_bad:
+                n_bad = sum(checked.rows_bad.values())
+                print("\n".join([*bad_row_lines(shown, n_bad), summary_line(checked)]))
+                print(f"recsys produce: {n_bad:,} bad rows in {args.path}; nothing sent"
+                      " (--strict)", file=sys.stderr)
+                return 1
         events = (synthetic_events(args.synthetic, seed=args.seed) if args.path is None else
-                  iter_events(args.path, args.format, report=report,
-                              limits=settings.event_limits()))
+                  iter_events(args.path, args.format, report=report, limits=limits))
     except (FileNotFoundError, ValueError) as exc:  # FormatError is a ValueError
         print(f"recsys produce: {exc}", file=sys.stderr)
         return 2
@@ -383,6 +409,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     summary = produce_events(bootstrap, topic, events, rate=args.rate, speedup=args.speedup,
                              progress=progress)
     progress.finish()
-    summary = dataclasses.replace(summary, skipped=dict(report.rows_bad))
+    summary = dataclasses.replace(summary, skipped=dict(report.rows_bad), bad_rows=tuple(shown))
     print("\n".join(describe(summary, topic)))
     return 0 if summary.ok else 1

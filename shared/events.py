@@ -5,7 +5,7 @@
 wrong (the codes are the constants below; they are stable, dashboards and the
 dead-letter topic rely on them).
 
-Rules, beyond the contract in ``DESIGN.md``:
+Rules, beyond what ``schemas/event.schema.json`` says of each field:
 
 - The value is at most ``max_bytes`` bytes of UTF-8 JSON as orjson reads it:
   ``NaN``/``Infinity`` literals, numbers that overflow a double, a byte order
@@ -14,10 +14,15 @@ Rules, beyond the contract in ``DESIGN.md``:
   truncated integer.
 - ``ts`` is an integer of epoch milliseconds, or an ISO-8601 string *with* a
   zone (``Z`` or ``+hh:mm``); floats, numeric strings, booleans and naive ISO
-  times are rejected. Times before 1970 or after 9999 are ``bad_timestamp``;
-  a time more than ``max_clock_skew_s`` ahead of the clock is
-  ``future_timestamp`` (a producer with a broken clock: such an event would
-  stay the "newest" in every time-ordered state and outlive any decay).
+  times are rejected. Times before 2000-01-01T00:00:00Z (:data:`MIN_TS_MS`)
+  or after 9999 are ``bad_timestamp``: no shop's clickstream predates 2000,
+  while epoch *seconds* of any date up to 2286, read as milliseconds, fall
+  before it, so the floor catches a producer that sends seconds instead of
+  keeping its events as times in January 1970 (the message names the
+  mistake and the fix, ``ts * 1000``). A time more than
+  ``max_clock_skew_s`` ahead of the clock is ``future_timestamp`` (a
+  producer with a broken clock: such an event would stay the "newest" in
+  every time-ordered state and outlive any decay).
 - Ids are non-blank strings of at most ``max_id_chars`` characters without
   control characters (Unicode category Cc: U+0000-U+001F, U+007F-U+009F).
   Ids are table keys, Kafka keys and text in logs; a NUL, newline or escape
@@ -36,6 +41,10 @@ Rules, beyond the contract in ``DESIGN.md``:
   ``quantity`` an integer in ``[1, max_quantity]``, ``category`` a string or
   integer (blank means unknown).
 - Fields the contract does not name are ignored.
+
+``schemas/event.schema.json`` states these rules as a JSON Schema (draft
+2020-12) with the default limits; ``tests/shared/test_schemas.py`` checks
+that it accepts exactly what :func:`parse_event` accepts.
 
 The message key is checked apart, by :func:`check_key`, once the value has
 parsed: the key of an event is its user id (the session id for an anonymous
@@ -97,8 +106,14 @@ KEY_MISMATCH = "key_mismatch"
 #: Every code :func:`check_key` can raise.
 KEY_ERROR_CODES: tuple[str, ...] = (KEY_MISSING, KEY_MISMATCH)
 
+#: Earliest accepted event time, 2000-01-01T00:00:00Z.
+MIN_TS_MS = 946_684_800_000
 #: Latest accepted event time, 9999-12-31T23:59:59.999Z.
 MAX_TS_MS = 253_402_300_799_999
+#: An integer ``ts`` from ``MIN_TS_MS // 1000`` to below this one (at most 10 digits)
+#: is epoch seconds of 2000-01-01..2286-11-20, the mistake its refusal then names; as
+#: milliseconds it would be a time in the first four months of 1970.
+_SECONDS_BELOW = 10_000_000_000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -123,12 +138,16 @@ class EventError(ValueError):
         :data:`KEY_ERROR_CODES` (from :func:`check_key`).
     message : str
         What was wrong, for people.
+    field : str or None
+        The field at fault (``"ts"``, ``"item_id"``, ...); None when the
+        problem is the message as a whole (its size, encoding, JSON or key).
     """
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, field: str | None = None):
         super().__init__(code, message)
         self.code = code
         self.message = message
+        self.field = field
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -300,24 +319,24 @@ def parse_event(raw: bytes, *, max_bytes: int = DEFAULT_LIMITS.max_bytes,
     if type_code is None:
         _raise_bad_type(type_name)
     ts = get("ts")
-    if type(ts) is not int or not 0 <= ts <= MAX_TS_MS:
+    if type(ts) is not int or not MIN_TS_MS <= ts <= MAX_TS_MS:
         ts = _timestamp_ms(ts)
     if ts - (_clock_ms if now_ms is None else now_ms) > max_clock_skew_s * 1000:
         _check_future(ts, now_ms, max_clock_skew_s)
     dwell_ms = get("dwell_ms")
     if dwell_ms is not None and (type(dwell_ms) is not int or not 0 <= dwell_ms <= max_dwell_ms):
         raise EventError(BAD_DWELL, f"'dwell_ms' must be an integer in [0, {max_dwell_ms}],"
-                                    f" got {_show(dwell_ms)}")
+                                    f" got {_show(dwell_ms)}", "dwell_ms")
     price = get("price")
     if price is not None:
         if type(price) not in (int, float) or not 0 <= price <= max_price:
             raise EventError(BAD_PRICE, f"'price' must be a number in [0, {max_price}],"
-                                        f" got {_show(price)}")
+                                        f" got {_show(price)}", "price")
         price = float(price)
     quantity = get("quantity")
     if quantity is not None and (type(quantity) is not int or not 1 <= quantity <= max_quantity):
         raise EventError(BAD_QUANTITY, f"'quantity' must be an integer in [1, {max_quantity}],"
-                                       f" got {_show(quantity)}")
+                                       f" got {_show(quantity)}", "quantity")
     category = get("category")
     if category is not None and (type(category) is not str or not category
                                  or category.isspace() or len(category) > max_category_chars):
@@ -356,7 +375,7 @@ def check_key(event: Event, key: bytes | None) -> None:
     Examples
     --------
     >>> event = parse_event(b'{"event_id": "e1", "session_id": "s1", "item_id": "i1",'
-    ...                     b' "type": "view", "ts": 0}')
+    ...                     b' "type": "view", "ts": 1396867869277}')
     >>> check_key(event, b"s1")
     >>> try:
     ...     check_key(event, b"u7")
@@ -400,10 +419,10 @@ def _new_event(event_id, user_id, session_id, item_id, type, type_code, ts_ms, d
 
 def _required_id(value: Any, name: str, max_chars: int) -> str:
     if value is None:
-        raise EventError(MISSING_FIELD, f"{name!r} is required")
+        raise EventError(MISSING_FIELD, f"{name!r} is required", name)
     checked = _optional_id(value, name, max_chars)
     if checked is None:
-        raise EventError(EMPTY_FIELD, f"{name!r} is empty")
+        raise EventError(EMPTY_FIELD, f"{name!r} is empty", name)
     return checked
 
 
@@ -421,41 +440,58 @@ def _optional_id(value: Any, name: str, max_chars: int, *, ids: bool = True) -> 
         value = str(value)
     else:
         raise EventError(BAD_FIELD_TYPE, f"{name!r} must be a string or an integer,"
-                                         f" got {_json_kind(value)}")
+                                         f" got {_json_kind(value)}", name)
     if len(value) > max_chars:
         setting = "RECSYS_MAX_ID_CHARS" if ids else "RECSYS_MAX_CATEGORY_CHARS"
         raise EventError(FIELD_TOO_LONG, f"{name!r} is {len(value)} characters, more than the"
-                                         f" limit of {max_chars} ({setting})")
+                                         f" limit of {max_chars} ({setting})", name)
     if ids:
         control = _CONTROL_CHARACTER.search(value)
         if control is not None:
             raise EventError(CONTROL_CHARACTER,
                              f"{name!r} contains the control character"
-                             f" U+{ord(control.group()):04X} at index {control.start()}")
+                             f" U+{ord(control.group()):04X} at index {control.start()}", name)
     return value
 
 
 def _raise_bad_type(value: Any) -> None:
     if value is None:
-        raise EventError(MISSING_FIELD, "'type' is required")
+        raise EventError(MISSING_FIELD, "'type' is required", "type")
     if type(value) is not str:
-        raise EventError(BAD_FIELD_TYPE, f"'type' must be a string, got {_json_kind(value)}")
-    raise EventError(UNKNOWN_TYPE, f"'type' is {_show(value)}, not one of {list(EVENT_TYPES)}")
+        raise EventError(BAD_FIELD_TYPE, f"'type' must be a string, got {_json_kind(value)}",
+                         "type")
+    raise EventError(UNKNOWN_TYPE, f"'type' is {_show(value)}, not one of {list(EVENT_TYPES)}",
+                     "type")
 
 
 def _timestamp_ms(value: Any) -> int:
     """Epoch ms of ``ts`` when it is not already a valid integer."""
     if value is None:
-        raise EventError(MISSING_FIELD, "'ts' is required")
+        raise EventError(MISSING_FIELD, "'ts' is required", "ts")
     if type(value) is str:
         ts_ms = _iso_ms(value)
     elif type(value) is int:
         ts_ms = value
     else:
         raise EventError(BAD_TIMESTAMP, "'ts' must be integer epoch milliseconds or an"
-                                        f" ISO-8601 string with a zone, got {_show(value)}")
-    if not 0 <= ts_ms <= MAX_TS_MS:
-        raise EventError(BAD_TIMESTAMP, f"'ts' {_show(value)} is outside 1970-01-01..9999-12-31")
+                                        f" ISO-8601 string with a zone, got {_show(value)}", "ts")
+    if 0 <= ts_ms < MIN_TS_MS:
+        if type(value) is str:
+            raise EventError(BAD_TIMESTAMP, f"'ts' {_show(value)} is before"
+                                            " 2000-01-01T00:00:00Z, the earliest time accepted",
+                             "ts")
+        as_ms = _iso_utc(ts_ms)
+        if ts_ms * 1000 >= MIN_TS_MS and ts_ms < _SECONDS_BELOW:
+            raise EventError(BAD_TIMESTAMP, f"'ts' {ts_ms} looks like seconds since the epoch"
+                                            f" ({_iso_utc(ts_ms * 1000)[:-5]}Z in seconds,"
+                                            f" {as_ms} in milliseconds); send milliseconds"
+                                            " (ts * 1000)", "ts")
+        raise EventError(BAD_TIMESTAMP, f"'ts' {ts_ms} is {as_ms} in epoch milliseconds,"
+                                        " before 2000-01-01T00:00:00Z, the earliest time"
+                                        " accepted", "ts")
+    if not MIN_TS_MS <= ts_ms <= MAX_TS_MS:
+        raise EventError(BAD_TIMESTAMP, f"'ts' {_show(value)} is outside 2000-01-01..9999-12-31",
+                         "ts")
     return ts_ms
 
 
@@ -477,19 +513,25 @@ def _check_future(ts_ms: int, now_ms: int | None, max_clock_skew_s: float) -> No
         if ts_ms - now_ms <= max_clock_skew_s * 1000:
             return
     ahead_s = (ts_ms - now_ms) / 1000
-    moment = (_EPOCH + ts_ms * _ONE_MS).isoformat(timespec="milliseconds")[:-6] + "Z"
-    raise EventError(FUTURE_TIMESTAMP, f"'ts' {moment} is {ahead_s:.0f} s ahead of the clock,"
-                                       f" more than the allowed skew of {max_clock_skew_s:g} s"
-                                       " (RECSYS_MAX_CLOCK_SKEW_S)")
+    raise EventError(FUTURE_TIMESTAMP, f"'ts' {_iso_utc(ts_ms)} is {ahead_s:.0f} s ahead of the"
+                                       f" clock, more than the allowed skew of"
+                                       f" {max_clock_skew_s:g} s (RECSYS_MAX_CLOCK_SKEW_S)", "ts")
+
+
+def _iso_utc(ts_ms: int) -> str:
+    """``ts_ms`` (in 1970..9999) as ISO-8601 UTC with milliseconds and ``Z``."""
+    return (_EPOCH + ts_ms * _ONE_MS).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _iso_ms(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise EventError(BAD_TIMESTAMP, f"'ts' {_show(text)} is not an ISO-8601 time") from None
+        raise EventError(BAD_TIMESTAMP, f"'ts' {_show(text)} is not an ISO-8601 time",
+                         "ts") from None
     if moment.utcoffset() is None:
-        raise EventError(BAD_TIMESTAMP, f"'ts' {_show(text)} has no zone; add 'Z' or an offset")
+        raise EventError(BAD_TIMESTAMP, f"'ts' {_show(text)} has no zone; add 'Z' or an offset",
+                         "ts")
     return (moment - _EPOCH) // _ONE_MS
 
 

@@ -54,18 +54,19 @@ RETAILROCKET = [
 ]
 JSONL = [
     encode_event({"event_id": "e1", "user_id": "u1", "session_id": "s1", "item_id": "i1",
-                  "type": "view", "ts": 1000, "dwell_ms": 1200, "category": "c1"}),
+                  "type": "view", "ts": 1_700_000_001_000, "dwell_ms": 1200, "category": "c1"}),
     encode_event({"event_id": "e2", "session_id": "s2", "item_id": "i2", "type": "buy",
-                  "ts": "1970-01-01T00:00:02Z", "price": 5, "quantity": 1}),
+                  "ts": "2023-11-14T22:13:22Z", "price": 5, "quantity": 1}),
     b"not json",
     encode_event({"event_id": "e3", "session_id": "s2", "item_id": "i2", "type": "like",
-                  "ts": 3000}),
+                  "ts": 1_700_000_003_000}),
     b"",
-    encode_event({"event_id": "e4", "session_id": "s2", "type": "view", "ts": 4000}),
+    encode_event({"event_id": "e4", "session_id": "s2", "type": "view",
+                  "ts": 1_700_000_004_000}),
     encode_event({"event_id": "e9", "session_id": "s2", "item_id": "i" * 400, "type": "view",
-                  "ts": 4000}),
+                  "ts": 1_700_000_004_000}),
     encode_event({"event_id": "e5", "user_id": "u1", "session_id": "s3", "item_id": "i2",
-                  "type": "click", "ts": 5000}),
+                  "type": "click", "ts": 1_700_000_005_000}),
 ]
 JSONL_BAD = {"not_json": 1, "unknown_type": 1, "missing_field": 1, "oversized": 1}
 JSONL_LIMITS = EventLimits(max_bytes=300)
@@ -215,7 +216,7 @@ def test_jsonl_rows_are_parsed_as_events(tmp_path):
     assert columns.user.tolist() == [0, 1, 0]
     assert columns.session_ids[columns.session].tolist() == ["s1", "s2", "s3"]
     assert columns.type.tolist() == [VIEW, BUY, CLICK]
-    assert columns.ts_ms.tolist() == [1000, 2000, 5000]
+    assert columns.ts_ms.tolist() == [1_700_000_001_000, 1_700_000_002_000, 1_700_000_005_000]
     assert columns.dwell_ms.tolist() == [1200, -1, -1]
     assert columns.categories.tolist() == ["c1"]
     assert columns.item_category.tolist() == [0, -1]

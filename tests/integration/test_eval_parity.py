@@ -105,12 +105,12 @@ def test_replay_scores_an_unknown_item_with_its_category_as_the_worker_does(tmp_
     params = ScoringParams(n=3, blend=0.0)
     weights = SignalWeights.from_settings(load_settings({}))
     lines = [{"event_id": f"e{k}", "user_id": "u", "session_id": "s", "item_id": item,
-              "type": "view", "ts": 1000 * k, "category": "b"}
+              "type": "view", "ts": 1_700_000_000_000 + 1000 * k, "category": "b"}
              for k, item in enumerate(["new", "i2"])]
     (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
     replay = replay_next_item(model, read_events(tmp_path / "events.jsonl")[0], params, weights)
-    history = add_to_history(History(), "new", weights.confidence(weights.view), 0,
-                             history_max=params.history_max)
+    history = add_to_history(History(), "new", weights.confidence(weights.view),
+                             1_700_000_000_000, history_max=params.history_max)
     session = add_to_session(Session(), "new", max_len=params.session_max)
     worker = score_event(model, history, session, "new", params, query_category="b")
     assert worker.strategy == "popular_category+popular"
@@ -136,7 +136,7 @@ def test_worker_lists_equal_the_evaluation_replay(kafka_bootstrap, tmp_path, fre
         worker.start()
         worker.send(*events)
         by_event = {r["event_id"]: r for r in worker.recommendations(len(events), timeout_s=90)}
-        mean_batch = worker.get("/metrics/")[1]["mean_batch"]
+        mean_batch = worker.get("/metrics.json")[1]["mean_batch"]
         worker.stop()
         rows = {user: decode_user(value) for user, value in worker.rows().items()}
     finally:

@@ -1,20 +1,24 @@
 """``recsys produce``: pacing, the synthetic source and the command line on their own, then
-every valid event delivered once and in order per user through the real broker."""
+every valid event delivered once and in order per user through the real broker, bad rows
+named by line, field and reason, and ``--strict`` sending nothing from a file with one."""
 from __future__ import annotations
 
 import argparse
 import io
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from batch.produce import (MAX_ERRORS_KEPT, Pace, ProduceSummary, ProgressLine, add_arguments,
                            describe, produce_events, producer_config, run, synthetic_events)
+from batch.formats import BadRow
 from batch.readers import ReadReport, iter_events
 from batch.synthetic import ShopParams
 from batch.synthetic_file import write_jsonl
+from batch.validate import MAX_BAD_ROWS_SHOWN
 from shared.config import load_settings
 from shared.events import Event, parse_event
 from shared.topics import TopicSpec, ensure_topics
@@ -117,6 +121,36 @@ def test_progress_line_rewrites_itself_and_ends_once():
 def test_command_line_takes_a_file_or_a_synthetic_shop():
     assert _command("events.jsonl", "--rate", "50").rate == 50.0
     assert _command("--synthetic", "100", "--speedup", "60").speedup == 60.0
+    assert (_command("events.jsonl").strict, _command("events.jsonl", "--strict").strict) == (
+        False, True)
+
+
+def test_summary_names_the_first_bad_rows_and_counts_the_rest():
+    rows = tuple(BadRow(Path("e.jsonl"), n, "not_json", None, "bad") for n in range(1, 21))
+    summary = ProduceSummary(sent=5, delivered=5, failed=0, elapsed_s=1.0,
+                             skipped={"not_json": 25}, bad_rows=rows)
+    lines = describe(summary, "events")
+    assert lines[1:3] == ["skipped rows: not_json 25", "e.jsonl:1: (row): bad (not_json)"]
+    assert lines[21:] == ["e.jsonl:20: (row): bad (not_json)", "... and 5 more"]
+
+
+def test_strict_refuses_a_file_with_a_bad_row_before_any_broker_is_asked(tmp_path, capsys,
+                                                                         free_port):
+    """Nothing listens at the bootstrap address: a strict replay that tried to send would
+    fail there; it stops before, with the report and one line on standard error."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join([_valid_line(0), b'{"event_id": 1', _valid_line(1)]) + b"\n")
+    settings = load_settings({"KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"})
+    assert run(_command(str(path), "--strict"), settings) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"{path}:2: (row): unexpected end of data: line 1 column 15 (char 14) (not_json)",
+        "3 rows, 2 valid, 1 bad"]
+    assert err.splitlines() == [f"recsys produce: 1 bad rows in {path}; nothing sent (--strict)"]
+
+
+def _valid_line(n: int) -> bytes:
+    return Event(f"e{n}", "u1", "s1", "i1", "view", 0, 1_700_000_000_000 + n).to_json_bytes()
 
 
 @pytest.mark.parametrize("argv", [
@@ -203,6 +237,11 @@ def test_replay_of_a_file_delivers_each_valid_event_once_in_order_per_user(
     summary = capsys.readouterr().out
     assert "sent 3,000, delivered 3,000, failed 0" in summary
     assert "skipped rows: bad_timestamp 1, missing_field 1, not_json 1" in summary
+    assert summary.splitlines()[2:] == [
+        f"{event_file}:1: (row): unexpected end of data: line 1 column 37 (char 36) (not_json)",
+        f"{event_file}:501: item_id: 'item_id' is required (missing_field)",
+        f"{event_file}:1701: ts: 'ts' '2024-01-01T00:00:00' has no zone; add 'Z' or an offset"
+        " (bad_timestamp)"]
 
 
 def test_replay_of_a_data_set_counts_bad_rows_by_code(kafka_bootstrap, topic, settings,
@@ -215,6 +254,52 @@ def test_replay_of_a_data_set_counts_bad_rows_by_code(kafka_bootstrap, topic, se
     assert [event.type for event in expected] == ["view", "view", "add_to_cart", "buy", "view"]
     _assert_replayed(_consume(kafka_bootstrap, topic, len(expected)), expected)
     assert "skipped rows: bad_columns 1, empty_field 1, unknown_type 1" in capsys.readouterr().out
+
+
+def _end_offsets(bootstrap: str, topic: str) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic})
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(PARTITIONS)]
+    finally:
+        consumer.close()
+
+
+def test_many_bad_rows_are_named_up_to_the_cap_and_the_good_rows_still_sent(
+        kafka_bootstrap, topic, settings, tmp_path, capsys):
+    lines = [_valid_line(n) if n % 2 else b'{"event_id": "x%d", "ts": 5}' % n for n in range(60)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert run(_command(str(path), "--topic", topic), settings) == 0
+
+    _assert_replayed(_consume(kafka_bootstrap, topic, 30), list(iter_events(path)))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{topic}: sent 30, delivered 30, failed 0 in ")
+    assert out[1] == "skipped rows: missing_field 30"
+    assert out[2:2 + MAX_BAD_ROWS_SHOWN] == [
+        f"{path}:{n}: session_id: 'session_id' is required (missing_field)"
+        for n in range(1, 2 * MAX_BAD_ROWS_SHOWN, 2)]
+    assert out[2 + MAX_BAD_ROWS_SHOWN:] == ["... and 10 more"]
+
+
+def test_strict_sends_nothing_from_a_file_with_a_bad_row(kafka_bootstrap, topic, settings,
+                                                          event_file, capsys):
+    assert run(_command(str(event_file), "--strict", "--topic", topic), settings) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == "3,003 rows, 3,000 valid, 3 bad"
+    assert len(out.splitlines()) == 4 and f"{event_file}:501: item_id: " in out
+    assert "nothing sent (--strict)" in err
+    assert _end_offsets(kafka_bootstrap, topic) == [0] * PARTITIONS
+
+
+def test_strict_sends_a_clean_file_whole(kafka_bootstrap, topic, settings, tmp_path, capsys):
+    path = tmp_path / "events.jsonl"
+    write_jsonl(path, 400, seed=6, params=PARAMS)
+    assert run(_command(str(path), "--strict", "--topic", topic), settings) == 0
+
+    _assert_replayed(_consume(kafka_bootstrap, topic, 400), list(iter_events(path)))
+    out = capsys.readouterr().out
+    assert "sent 400, delivered 400, failed 0" in out and "skipped" not in out
 
 
 def test_replay_of_a_synthetic_shop(kafka_bootstrap, topic, settings, capsys):
@@ -243,7 +328,7 @@ def test_rate_is_not_exceeded(kafka_bootstrap, topic, event_file):
 
 
 def test_speedup_follows_event_times(kafka_bootstrap, topic):
-    events = [Event(f"e{k}", f"u{k % 3}", "s", "i", "view", 0, 1_000_000 + 100 * k)
+    events = [Event(f"e{k}", f"u{k % 3}", "s", "i", "view", 0, 1_700_000_000_000 + 100 * k)
               for k in range(11)]  # one second of event time
     summary = produce_events(kafka_bootstrap, topic, events, speedup=2.0)
     assert summary.elapsed_s >= 0.5

@@ -75,22 +75,25 @@ def test_dead_letter_of_a_long_event_is_cut_and_says_so():
 
 
 def test_event_with_every_field():
-    value = Event("e1", "u1", "s1", "i1", "buy", 3, 1_000, category="c/1", price=9.5,
+    value = Event("e1", "u1", "s1", "i1", "buy", 3, 1_700_000_001_000, category="c/1", price=9.5,
                   quantity=2).to_json_bytes()
-    assert _line(tail.format_event, value, timestamp_ms=None) == (
-        "--:--:--  event e1  user u1  session s1  item i1  buy  ts 1970-01-01T00:00:01.000Z"
+    assert _line(tail.format_event, value, timestamp_ms=None, now_ms=1_700_000_001_000) == (
+        "--:--:--  event e1  user u1  session s1  item i1  buy  ts 2023-11-14T22:13:21.000Z"
         "  category c/1  price 9.5  quantity 2")
 
 
 def test_anonymous_event_shows_its_session_as_the_user():
-    value = b'{"event_id":"e1","session_id":"s7","item_id":"i1","type":"click","ts":5}'
-    assert "  event e1  user s7  session s7  " in _line(tail.format_event, value)
+    value = b'{"event_id":"e1","session_id":"s7","item_id":"i1","type":"click","ts":1700000000000}'
+    assert "  event e1  user s7  session s7  " in _line(tail.format_event, value,
+                                                         now_ms=1_700_000_000_000)
 
 
 def test_event_limits_are_those_given():
-    value = Event("e1", "u1", "s1", "i1", "view", 0, 1_000, dwell_ms=5_000).to_json_bytes()
+    value = Event("e1", "u1", "s1", "i1", "view", 0, 1_700_000_001_000,
+                  dwell_ms=5_000).to_json_bytes()
     limits = load_settings({"RECSYS_MAX_DWELL_MS": "1000"}).event_limits()
-    line = tail.format_event(None, value, timestamp_ms=0, now_ms=0, tz=UTC, limits=limits)
+    line = tail.format_event(None, value, timestamp_ms=0, now_ms=1_700_000_001_000, tz=UTC,
+                             limits=limits)
     assert "not a valid event (bad_dwell: " in line
 
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from shared.config import load_settings
 from shared.events import (ERROR_CODES, EVENT_TYPE_CODES, EVENT_TYPES, KEY_ERROR_CODES, MAX_TS_MS,
-                           Event, EventError, EventLimits, check_key, encode_event, parse_event)
+                           MIN_TS_MS, Event, EventError, EventLimits, check_key, encode_event,
+                           parse_event)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
 import adversarial
@@ -78,8 +79,9 @@ def test_integer_ids_and_categories_become_decimal_strings():
     ("2014-04-07T10:51:09.277Z", 1396867869277),
     ("2014-04-07T12:51:09.277+02:00", 1396867869277),
     ("2014-04-07T10:51:09.2779Z", 1396867869277),
-    ("1970-01-01T00:00:00Z", 0),
-    (0, 0),
+    ("2000-01-01T00:00:00Z", MIN_TS_MS),
+    ("2000-01-01T01:00:00+01:00", MIN_TS_MS),
+    (MIN_TS_MS, MIN_TS_MS),
 ])
 def test_timestamps_are_epoch_ms_or_zoned_iso(ts, ts_ms):
     assert parse_event(event_bytes(ts=ts)).ts_ms == ts_ms
@@ -132,6 +134,11 @@ BAD_INPUTS = [
     (event_bytes(ts=-1), "bad_timestamp"),
     (event_bytes(ts=MAX_TS_MS + 1), "bad_timestamp"),
     (event_bytes(ts="1969-12-31T23:59:59Z"), "bad_timestamp"),
+    (event_bytes(ts=1396867869), "bad_timestamp"),
+    (event_bytes(ts=0), "bad_timestamp"),
+    (event_bytes(ts=MIN_TS_MS - 1), "bad_timestamp"),
+    (event_bytes(ts="1999-12-31T23:59:59.999Z"), "bad_timestamp"),
+    (event_bytes(ts="2000-01-01T00:59:59.999+01:00"), "bad_timestamp"),
     (event_bytes(ts=True), "bad_timestamp"),
     (event_bytes(dwell_ms=-1), "bad_dwell"),
     (event_bytes(dwell_ms=1001), "bad_dwell"),
@@ -245,6 +252,61 @@ def test_the_clock_is_the_real_one_by_default():
     assert code_of(event_bytes(ts=now_ms() + 2 * 86_400_000)) == "future_timestamp"
     assert code_of(event_bytes(ts=now_ms() + 86_400_000 + 60_000)) == "future_timestamp"
     assert parse_event(event_bytes(ts=now_ms() - 1)).ts_ms < now_ms()
+
+
+@pytest.mark.parametrize("ts, seconds", [
+    (1396867869, "2014-04-07T10:51:09Z"),
+    (MIN_TS_MS // 1000, "2000-01-01T00:00:00Z"),
+    (9_999_999_999, "2286-11-20T17:46:39Z"),
+])
+def test_a_time_in_seconds_is_refused_with_the_fix(ts, seconds):
+    """Epoch seconds of any date from 2000 to 2286 fall in January..April 1970 as
+    milliseconds, before the earliest time accepted: the refusal names the likely mistake."""
+    error = pytest.raises(EventError, parse_event, event_bytes(ts=ts)).value
+    assert (error.code, error.field) == ("bad_timestamp", "ts")
+    assert error.message.startswith(f"'ts' {ts} looks like seconds since the epoch ({seconds} in"
+                                    " seconds, 1970-")
+    assert error.message.endswith("; send milliseconds (ts * 1000)")
+    assert parse_event(event_bytes(ts=ts * 1000), now_ms=MAX_TS_MS).ts_ms == ts * 1000
+
+
+@pytest.mark.parametrize("ts, shown", [
+    (0, "'ts' 0 is 1970-01-01T00:00:00.000Z in epoch milliseconds,"),
+    (946_684_799, "'ts' 946684799 is 1970-01-11T22:58:04.799Z in epoch milliseconds,"),
+    (10_000_000_000, "'ts' 10000000000 is 1970-04-26T17:46:40.000Z in epoch milliseconds,"),
+    (MIN_TS_MS - 1, "'ts' 946684799999 is 1999-12-31T23:59:59.999Z in epoch milliseconds,"),
+    ("1985-11-05T00:53:20Z", "'ts' '1985-11-05T00:53:20Z' is"),
+])
+def test_a_time_before_2000_is_refused_and_says_so(ts, shown):
+    error = pytest.raises(EventError, parse_event, event_bytes(ts=ts)).value
+    assert (error.code, error.field) == ("bad_timestamp", "ts")
+    assert error.message == f"{shown} before 2000-01-01T00:00:00Z, the earliest time accepted"
+    assert "looks like seconds" not in error.message
+
+
+def test_the_earliest_time_is_the_first_millisecond_of_2000():
+    assert parse_event(event_bytes(ts=MIN_TS_MS)).ts_ms == MIN_TS_MS == 946_684_800_000
+    assert code_of(event_bytes(ts=MIN_TS_MS - 1)) == "bad_timestamp"
+
+
+@pytest.mark.parametrize("raw, field", [
+    (event_bytes(event_id=...), "event_id"), (event_bytes(session_id=""), "session_id"),
+    (event_bytes(item_id=1.5), "item_id"), (event_bytes(user_id="u" * 200), "user_id"),
+    (event_bytes(item_id="a\x00"), "item_id"), (event_bytes(type="nope"), "type"),
+    (event_bytes(type=...), "type"), (event_bytes(type=3), "type"),
+    (event_bytes(ts="x"), "ts"), (event_bytes(ts=...), "ts"), (event_bytes(ts=1.5), "ts"),
+    (event_bytes(ts="2014-04-07T10:51:09"), "ts"), (event_bytes(ts=MAX_TS_MS), "ts"),
+    (event_bytes(dwell_ms=-1), "dwell_ms"), (event_bytes(price=-1), "price"),
+    (event_bytes(quantity=0), "quantity"), (event_bytes(category=[1]), "category"),
+    (event_bytes(category="c" * 200), "category"),
+    (b"{", None), (b"[]", None), (b"\xff", None), (b"x" * 20000, None),
+])
+def test_an_error_names_the_field_at_fault(raw, field):
+    error = pytest.raises(EventError, parse_event, raw).value
+    assert error.field == field
+    if field is not None:
+        assert f"'{field}'" in error.message
+    assert pickle.loads(pickle.dumps(error)).field == field
 
 
 def test_the_future_check_comes_right_after_the_time_in_field_order():
@@ -373,7 +435,7 @@ def parse_or_code(raw: bytes, **limits) -> Event | str:
         assert len(text) <= bounds.max_id_chars
         assert not any(unicodedata.category(char) == "Cc" for char in text)
     assert event.category is None or len(event.category) <= bounds.max_category_chars
-    assert 0 <= event.ts_ms <= now_ms() + bounds.max_clock_skew_s * 1000
+    assert MIN_TS_MS <= event.ts_ms <= now_ms() + bounds.max_clock_skew_s * 1000
     assert len(raw) <= bounds.max_bytes
     return event
 
@@ -453,7 +515,7 @@ def test_no_event_like_object_crashes_the_parser_and_valid_ones_round_trip(field
     if isinstance(result, Event):
         assert parse_event(result.to_json_bytes()) == result
         assert result.user_id and result.session_id and result.item_id and result.event_id
-        assert 0 <= result.ts_ms <= MAX_TS_MS
+        assert MIN_TS_MS <= result.ts_ms <= MAX_TS_MS
 
 
 ids = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1,
@@ -461,7 +523,7 @@ ids = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1,
 
 
 @given(event_id=ids, user_id=ids, session_id=ids, item_id=ids,
-       type_name=st.sampled_from(EVENT_TYPES), ts_ms=st.integers(0, MAX_TS_MS),
+       type_name=st.sampled_from(EVENT_TYPES), ts_ms=st.integers(MIN_TS_MS, MAX_TS_MS),
        dwell_ms=st.none() | st.integers(0, 6 * 3600 * 1000))
 def test_valid_events_keep_their_values(event_id, user_id, session_id, item_id, type_name,
                                         ts_ms, dwell_ms):
@@ -482,7 +544,7 @@ POOL = [
     {"event_id": 31, "user_id": 5, "session_id": "s3", "item_id": "ü-9", "type": "click",
      "ts": 1_700_000_000_000},
     {"event_id": "e4", "user_id": "", "session_id": "s4", "item_id": "i4",
-     "type": "add_to_cart", "ts": 0, "dwell_ms": 0, "extra": {"a": [1]}},
+     "type": "add_to_cart", "ts": MIN_TS_MS, "dwell_ms": 0, "extra": {"a": [1]}},
     {"event_id": "e5", "user_id": "u1", "session_id": "s5", "item_id": "i" * 128, "type": "view",
      "ts": 1_600_000_000_000, "dwell_ms": 1200, "category": None},
 ]
