@@ -12,9 +12,19 @@ alone, not on the order a file or a topic's partitions gave them in.
 ``events`` topic (:mod:`batch.event_log`) or an event file, trains, saves and
 announces the version on ``model-updates`` (:func:`announce`), for stream
 workers to hot-swap. With ``--every`` or ``--cron`` it keeps running
-(:mod:`batch.schedule`): a run when the topic holds no event the newest
+(:mod:`batch.schedule`; a cron expression reads the wall clock of
+``RECSYS_RETRAIN_TIMEZONE``): a run when the topic holds no event the newest
 version has not seen is skipped, a failed run is logged and the next slot
 tried, and SIGINT or SIGTERM stops it between runs.
+
+The live store is ``RECSYS_MODEL_DIR``: workers load the newest version in it
+when they start and each version announced on ``model-updates``. A retrain
+from a file (``--input FILE``) writes to a store of its own,
+``<RECSYS_MODEL_DIR>-<file name>`` (:func:`input_store`), unless ``--store``
+names one, so that it neither prunes a live version nor leaves a version that
+a worker restarted later would serve. Only a version in the live store is
+announced (by default, or with ``--announce``): a worker refuses a version
+outside its store, and ``--announce`` into another store is an error.
 
 ALS is ``implicit``'s: the matrix holds c_ui = 1 + alpha * r_ui and
 ``implicit``'s own ``alpha`` stays 1.0 (see :mod:`batch.matrix`);
@@ -32,11 +42,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import implicit
 import numpy as np
@@ -53,7 +65,7 @@ from batch.publish import (
     last_announced,
 )
 from batch.readers import BadRowError, FormatError, detect_format, read_events
-from batch.schedule import Cron, Every, ScheduleError, parse_interval, run_periodically, stop_on_signals
+from batch.schedule import Cron, Every, Schedule, parse_interval, run_periodically, stop_on_signals
 from batch.training import (RetrainError, TrainingParams, _check_columns, _check_interactions,
                             _counts, _in_id_order, _Steps, _UsedEvents, fit_als)
 from shared.broker import ensure_broker
@@ -325,17 +337,21 @@ def add_arguments(parser) -> None:
     source.add_argument("--input", help="an event log or data set file to train on instead")
     parser.add_argument("--format", default=None,
                         help="format of --input (see batch.readers); default: detected")
-    parser.add_argument("--store", default=None,
-                        help="model store directory (default: RECSYS_MODEL_DIR)")
+    parser.add_argument("--store", default=None, metavar="DIR",
+                        help="model store to write to (default: RECSYS_MODEL_DIR, the live store"
+                             " workers load from; with --input, <RECSYS_MODEL_DIR>-<the file's"
+                             " name up to its first dot>, a store of its own)")
     parser.add_argument("--announce", action=argparse.BooleanOptionalAction, default=None,
-                        help="announce the new version on the model-updates topic"
-                             " (default: yes when reading the topic, no with --input)")
+                        help="announce the new version on the model-updates topic (default: yes"
+                             " when writing to the live store; refused for any other store,"
+                             " since workers load only from theirs)")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--every", type=_schedule_arg(lambda text: Every(parse_interval(text))),
-                      metavar="INTERVAL",
+    when.add_argument("--every", metavar="INTERVAL",
                       help="retrain periodically, the first time at once: 90s, 30m, 2h")
-    when.add_argument("--cron", type=_schedule_arg(Cron.parse), metavar="'M H DOM MON DOW'",
-                      help="retrain at the minutes a 5-field cron expression matches, in UTC")
+    when.add_argument("--cron", metavar="'M H DOM MON DOW'",
+                      help="retrain at the times a 5-field cron expression (or @hourly, @daily,"
+                           " @midnight, @weekly, @monthly, @yearly) matches on the wall clock of"
+                           " RECSYS_RETRAIN_TIMEZONE (default UTC)")
     parser.add_argument("--max-runs", type=_positive_int, default=None, metavar="N",
                         help="with --every or --cron: stop after N runs (skipped and failed"
                              " ones count)")
@@ -347,16 +363,36 @@ RUN_ERRORS = (RetrainError, ModelError, EventLogError, AnnounceError, KafkaExcep
 
 
 def run(args, settings) -> int:
-    """``recsys retrain``: once, or at each slot of --every or --cron; 2 and why on failure."""
-    schedule = args.every or args.cron
-    if schedule is not None and args.input is not None:
+    """``recsys retrain``: once, or at each slot of --every or --cron; 2 and why on failure.
+
+    Raises
+    ------
+    ScheduleError
+        A :class:`~shared.config.ConfigError`, for a bad --every or --cron: the
+        command line's one line saying what to write instead.
+    """
+    periodic = args.every is not None or args.cron is not None
+    if periodic and args.input is not None:
         return _fail("--every and --cron retrain from the events topic; leave out --input")
-    if args.max_runs is not None and schedule is None:
+    if args.max_runs is not None and not periodic:
         return _fail("--max-runs goes with --every or --cron")
     if args.format is not None and args.input is None:
         return _fail("--format goes with --input")
+    schedule = schedule_of(args, settings)
+    store, live = store_of(args, settings)
+    if args.announce and not live:
+        return _fail(f"--announce tells the workers to load the new version, but {store} is not"
+                     f" their store (RECSYS_MODEL_DIR={settings.model_dir}); leave out"
+                     f" --announce, or write into the live store with --store"
+                     f" {settings.model_dir}")
+    if not live:
+        print(f"recsys retrain: writing to {store}, not to the live store {settings.model_dir}"
+              f" (RECSYS_MODEL_DIR) that workers load from; the version is not announced"
+              + ("" if args.store is not None
+                 else f" (--store {settings.model_dir} writes into the live store)"),
+              file=sys.stderr, flush=True)
     try:
-        job = _job(args, settings)
+        job = _job(args, settings, store, announce=live if args.announce is None else args.announce)
         if schedule is None:
             job()
             return 0
@@ -372,19 +408,74 @@ def run(args, settings) -> int:
     return 0
 
 
-def _job(args, settings) -> RetrainJob:
-    """The job ``args`` ask for; starts the local broker when Kafka is needed and none is set."""
-    announce_to = args.announce if args.announce is not None else args.input is None
-    bootstrap = ensure_broker(settings) if args.input is None or announce_to else None
-    if announce_to:
+def schedule_of(args, settings) -> Schedule | None:
+    """The schedule of --every or --cron (None for a single run), in RECSYS_RETRAIN_TIMEZONE.
+
+    Raises
+    ------
+    ScheduleError
+        When the interval or the cron expression cannot be used.
+    """
+    zone = ZoneInfo(settings.retrain_timezone)  # a name the settings checked
+    if args.every is not None:
+        return Every(parse_interval(args.every), zone)
+    if args.cron is not None:
+        return Cron.parse(args.cron, zone)
+    return None
+
+
+def store_of(args, settings) -> tuple[Path, bool]:
+    """The store a retrain writes to, and whether it is the live one (``RECSYS_MODEL_DIR``).
+
+    ``--store`` when given; else, with ``--input``, :func:`input_store`; else the
+    live store. A ``--store`` that names the live store by another path (relative,
+    through a symbolic link) is the live store.
+    """
+    live = Path(settings.model_dir)
+    if args.store is not None:
+        store = Path(args.store)
+    elif args.input is not None:
+        store = input_store(live, args.input)
+    else:
+        store = live
+    return store, _same_directory(store, live)
+
+
+def input_store(model_dir: str | Path, input_path: str | Path) -> Path:
+    """Where ``recsys retrain --input FILE`` writes unless ``--store`` says:
+    ``<model_dir>-<FILE's name up to its first dot>``, beside the live store.
+
+    >>> input_store("var/models", "data/yoochoose-100k/train_full.txt")
+    PosixPath('var/models-train_full')
+    >>> input_store("/models/", "exports/shop.events.jsonl.gz")
+    PosixPath('/models-shop')
+    """
+    live = Path(model_dir).expanduser()
+    if live.name in ("", ".", ".."):
+        live = live.resolve()
+    stem = Path(input_path).name.lstrip(".").split(".")[0] or "input"
+    return live.with_name(f"{live.name}-{stem}")
+
+
+def _same_directory(a: Path, b: Path) -> bool:
+    a, b = a.expanduser(), b.expanduser()
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _job(args, settings, store: Path, *, announce: bool) -> RetrainJob:
+    """The job ``args`` ask for, writing to ``store``; starts the local broker when Kafka is
+    needed and none is set."""
+    bootstrap = ensure_broker(settings) if args.input is None or announce else None
+    if announce:
         ensure_topics(bootstrap, [spec for spec in project_topics(settings)
                                   if spec.name == settings.model_updates_topic],
                       replication_factor=settings.replication_factor)
-    return RetrainJob(store_dir=Path(args.store or settings.model_dir),
-                      params=TrainingParams.from_settings(settings),
+    return RetrainJob(store_dir=store, params=TrainingParams.from_settings(settings),
                       keep_versions=settings.keep_versions, bootstrap=bootstrap,
                       events_topic=settings.events_topic, input=args.input, format=args.format,
-                      announce_topic=settings.model_updates_topic if announce_to else None,
+                      announce_topic=settings.model_updates_topic if announce else None,
                       limits=settings.event_limits())
 
 
@@ -398,16 +489,6 @@ def _read_file(path: str, fmt: str | None, limits: EventLimits) -> tuple[EventCo
 def _fail(reason) -> int:
     print(f"recsys retrain: {reason}", file=sys.stderr)
     return 2
-
-
-def _schedule_arg(parse):
-    """An argparse ``type`` that turns :class:`ScheduleError` into a usage error."""
-    def convert(text: str):
-        try:
-            return parse(text)
-        except ScheduleError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return convert
 
 
 def _positive_int(text: str) -> int:

@@ -1,15 +1,54 @@
 """The periodic scheduler of the batch job: intervals, cron expressions and the run loop.
 
 A schedule says when runs start: :class:`Every` an interval (``parse_interval("30m")``),
-the first run at once; :class:`Cron` the minutes a 5-field cron expression
-matches, evaluated in UTC. :func:`run_periodically` runs a job at each slot,
-logs each run's start, outcome and duration, survives the failures it is told
-to expect, and stops between runs when asked (:func:`stop_on_signals`).
+the first run at once; :class:`Cron` the times a cron expression matches on the wall
+clock of a time zone (UTC unless given one; ``recsys retrain`` passes
+``RECSYS_RETRAIN_TIMEZONE``). :func:`run_periodically` runs a job at each slot, logs each
+run's start, outcome and duration, logs when the next run is due when it starts and after
+every run (in the schedule's zone and in UTC), survives the failures it is told to
+expect, and stops between runs when asked (:func:`stop_on_signals`).
+
+Cron expressions
+----------------
+They are croniter's (pinned in ``pyproject.toml``): five fields, minute, hour, day of
+month, month and day of week, each ``*``, a number, a name (``jan``-``dec`` in the month,
+``sun``-``sat`` in the day of week, any case), a range ``a-b`` or a list of these, each with
+an optional step (``*/15``, ``8-18/2``); ``L`` (the last day of the month) and ``mon#2``
+(the second Monday) work too. Or one of ``@hourly``, ``@daily`` (``@midnight``),
+``@weekly`` (Sunday 00:00), ``@monthly`` and ``@yearly`` (``@annually``). Day of week 0
+and 7 are Sunday. When both day of month and day of week are given (neither is ``*``),
+a day that matches either one fires, as in Vixie cron; unlike Vixie cron, a stepped
+``*/2`` counts as given. A 6th field (croniter reads it as seconds) and croniter's
+random and hashed fields (``R``, ``H``) are refused: every process would place them
+differently. A bad expression raises :class:`ScheduleError` (a
+:class:`~shared.config.ConfigError`) with one line that names the field to fix.
+
+Daylight saving time
+--------------------
+croniter works out the matching wall-clock times on the calendar alone (it is given
+naive local times), and this module places each on the time line with :mod:`zoneinfo`.
+croniter's own DST adjustment is not used: it works with pytz zones only, and with a
+zoneinfo zone croniter 5.0.1 runs ``0 9 * * *`` in Europe/Berlin at 10:00 on the day
+the clocks go back and at 08:00 on the day they go forward. What happens instead, in a
+zone with DST (Europe/Berlin's dates as the example):
+
+- Clocks go forward (last Sunday of March, 02:00 becomes 03:00): a slot in the skipped
+  hour is read as zoneinfo reads it, with the offset from before the jump, so
+  ``30 2 * * *`` runs at 03:30 new time that night (01:30 UTC), then at 02:30 again.
+  ``0 * * * *`` runs at 01:00 and then 03:00; nothing runs twice.
+- Clocks go back (last Sunday of October, 03:00 becomes 02:00): a wall-clock time that
+  occurs twice runs once, at its first occurrence (summer time). Since each next slot
+  is the first wall-clock time after that of the previous run's start, the repeated
+  hour runs nothing the second time: ``0 * * * *`` runs at 02:00 summer time and then
+  03:00 winter time, two hours apart; ``30 2 * * *`` runs at 02:30 summer time once.
+  A schedule started inside the repeated hour runs the slots still ahead in it.
+- Every other slot keeps its wall-clock time, on the days the clocks change too:
+  ``0 9 * * *`` runs at 09:00 local time all year, 07:00 UTC in summer, 08:00 in winter.
 
 Example
 -------
 >>> from datetime import datetime, timezone
->>> cron = Cron.parse("*/30 9-17 * * 1-5")
+>>> cron = Cron.parse("*/30 9-17 * * mon-fri")
 >>> cron.next_after(datetime(2026, 3, 6, 17, 45, tzinfo=timezone.utc)).isoformat()
 '2026-03-09T09:00:00+00:00'
 >>> parse_interval("30m")
@@ -24,28 +63,41 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
+
+from croniter import CroniterBadDateError, croniter
+
+from shared.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh])\s*$")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-#: (name, lowest, highest) of the five cron fields, in order.
-_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-                ("day of week", 0, 7))
-#: Longest gap between two slots of a cron expression that fires at all (Feb 29 across 2100).
-_CRON_HORIZON = timedelta(days=366 * 9)
+#: The @ forms croniter knows, other than @reboot (which names no time).
+KEYWORDS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+#: (name, what the field takes) of the five fields, in order.
+_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day of month", "1-31 or L"),
+           ("month", "1-12 or jan-dec"), ("day of week", "0-7 or sun-sat (0 and 7 are Sunday)"))
+_FORM = ("write 5 fields, minute hour day-of-month month day-of-week (such as '*/30 * * * *'"
+         " or '0 3 * * mon-fri'), or one of " + ", ".join(KEYWORDS))
+#: Letters of a field: names, ``l`` (last), and croniter's random ``r`` and hashed ``h``.
+_WORD = re.compile(r"[a-z]+")
 #: Longest single sleep, so that a clock change is noticed.
 _MAX_SLEEP_S = 60.0
 
 
-class ScheduleError(ValueError):
-    """An interval or cron expression that cannot be used; the message says why."""
+class ScheduleError(ConfigError):
+    """An interval or cron expression that cannot be used; the one-line message says what
+    to write instead."""
 
 
 class Schedule(Protocol):
-    """When runs start."""
+    """When runs start, and the zone their times are shown in besides UTC."""
+
+    @property
+    def zone(self) -> tzinfo:
+        """The zone of the schedule (UTC when it has none)."""
 
     def first_at(self, now: datetime) -> datetime:
         """The first slot, given the time the schedule starts."""
@@ -79,9 +131,13 @@ def parse_interval(text: str) -> float:
 
 @dataclass(frozen=True)
 class Every:
-    """A run every ``seconds``, start to start, the first one at once."""
+    """A run every ``seconds``, start to start, the first one at once.
+
+    ``zone`` changes no slot; the log shows the times in it besides UTC.
+    """
 
     seconds: float
+    zone: tzinfo = UTC
 
     def first_at(self, now: datetime) -> datetime:
         return now
@@ -95,101 +151,108 @@ class Every:
 
 @dataclass(frozen=True)
 class Cron:
-    """The minutes a 5-field cron expression matches: minute hour day-of-month month day-of-week.
+    """The times a cron expression matches on the wall clock of ``zone``.
 
-    Each field is ``*`` or a comma-separated list of numbers and ranges
-    ``a-b``, each optionally with a step (``*/15``, ``8-18/2``; ``5/20`` is
-    ``5-59/20``). Day of week 0 and 7 are Sunday. As in Vixie cron, when both
-    day of month and day of week are restricted (neither starts with ``*``) a
-    day matching either one fires. Names (``mon``, ``jan``) and ``@hourly``
-    forms are not supported.
+    See the module docstring for the expressions taken and for what happens when
+    the clocks change.
 
     Attributes
     ----------
     text : str
-        The expression.
-    minutes, hours, days, months, weekdays : frozenset of int
-        The values each field allows; weekdays 0-6 from Sunday.
-    any_day, any_weekday : bool
-        Whether day of month, day of week start with ``*``.
+        The expression, its fields separated by one space.
+    zone : tzinfo
+        Whose wall clock the expression reads, a :class:`zoneinfo.ZoneInfo` or UTC.
     """
 
     text: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]
-    any_day: bool
-    any_weekday: bool
+    zone: tzinfo = UTC
 
     @classmethod
-    def parse(cls, text: str) -> Cron:
-        """The schedule of a cron expression.
+    def parse(cls, text: str, zone: tzinfo = UTC) -> Cron:
+        """The schedule of a cron expression in ``zone``.
 
         Raises
         ------
         ScheduleError
-            When a field is malformed or out of range, or the expression
-            never fires (``0 0 30 2 *``).
+            When the expression does not have 5 fields (or is no known @ form), a
+            field is malformed or out of range, or the expression never fires
+            (``0 0 30 2 *``).
 
         Examples
         --------
-        >>> sorted(Cron.parse("0,30 */6 * * *").hours)
-        [0, 6, 12, 18]
+        >>> Cron.parse(" @Daily ").text, Cron.parse("0  3 * *   MON-fri").text
+        ('@daily', '0 3 * * mon-fri')
         """
         fields = text.split()
-        if len(fields) != 5:
-            raise ScheduleError(f"cron expression {text!r} has {len(fields)} fields, not 5:"
-                                f" minute hour day-of-month month day-of-week")
-        minutes, hours, days, months, weekdays = (
-            _cron_field(field, *spec, text) for field, spec in zip(fields, _CRON_FIELDS))
-        cron = cls(text=" ".join(fields), minutes=minutes, hours=hours, days=days,
-                   months=months, weekdays=frozenset(d % 7 for d in weekdays),
-                   any_day=fields[2].startswith("*"), any_weekday=fields[4].startswith("*"))
-        cron.next_after(datetime(2000, 1, 1, tzinfo=UTC))  # raises if it never fires
-        return cron
-
-    def matches(self, moment: datetime) -> bool:
-        """Whether ``moment``'s minute is a slot (seconds are ignored)."""
-        return (moment.minute in self.minutes and moment.hour in self.hours
-                and self._day_matches(moment))
+        if len(fields) == 1 and fields[0].startswith("@"):
+            expression = fields[0].lower()
+            if expression not in KEYWORDS:
+                raise ScheduleError(f"cron expression {text!r}: {fields[0]} is not an @ form"
+                                    f" croniter knows; {_FORM}")
+        elif len(fields) != 5:
+            raise ScheduleError(f"cron expression {text!r} has {len(fields)} field(s), not 5;"
+                                f" {_FORM}")
+        else:
+            for index, field in enumerate(fields):
+                _check_field(text, index, field)
+            expression = " ".join(fields).lower()
+        try:
+            croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ScheduleError(f"cron expression {text!r} never fires: no date has that day"
+                                f" of month in those months; {_FORM}") from None
+        except ValueError as exc:  # croniter's errors are ValueErrors
+            raise ScheduleError(f"cron expression {text!r} is not valid ({exc}); {_FORM}") from None
+        return cls(text=expression, zone=zone)
 
     def first_at(self, now: datetime) -> datetime:
         return self.next_after(now)
 
     def next_after(self, moment: datetime) -> datetime:
-        """The first slot strictly after ``moment``, at second 0, in ``moment``'s zone.
+        """The first slot strictly after ``moment`` (timezone-aware), at second 0, in UTC.
 
-        Raises
-        ------
-        ScheduleError
-            When none comes within nine years (the expression never fires).
+        The slot is the first wall-clock time in :attr:`zone` after ``moment``'s
+        that the expression matches, placed on the time line as the module
+        docstring says.
         """
-        slot = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        horizon = slot + _CRON_HORIZON
-        while slot < horizon:
-            if slot.month not in self.months:
-                slot = _first_of_next_month(slot)
-            elif not self._day_matches(slot):
-                slot = slot.replace(hour=0, minute=0) + timedelta(days=1)
-            elif slot.hour not in self.hours:
-                slot = slot.replace(minute=0) + timedelta(hours=1)
-            elif slot.minute not in self.minutes:
-                slot += timedelta(minutes=1)
-            else:
-                return slot
-        raise ScheduleError(f"cron expression {self.text!r} never fires")
+        wall = moment.astimezone(self.zone).replace(tzinfo=None)
+        local = croniter(self.text, wall).get_next(datetime)
+        return _instant(local, self.zone, after=moment.astimezone(UTC))
 
-    def _day_matches(self, moment: datetime) -> bool:
-        day = moment.day in self.days
-        weekday = (moment.weekday() + 1) % 7 in self.weekdays  # cron counts from Sunday
-        if self.any_day or self.any_weekday:
-            return day and weekday
-        return day or weekday
+    def matches(self, moment: datetime) -> bool:
+        """Whether ``moment``'s minute, on the wall clock of :attr:`zone`, is a slot."""
+        wall = moment.astimezone(self.zone).replace(tzinfo=None, second=0, microsecond=0)
+        return bool(croniter.match(self.text, wall))
 
     def __str__(self) -> str:
-        return f"cron {self.text!r} (UTC)"
+        return f"cron {self.text!r} in {zone_name(self.zone)}"
+
+
+def zone_name(zone: tzinfo) -> str:
+    """The IANA name of a zoneinfo zone, else the zone's own name (``UTC``).
+
+    >>> from zoneinfo import ZoneInfo
+    >>> zone_name(ZoneInfo("Europe/Berlin")), zone_name(UTC)
+    ('Europe/Berlin', 'UTC')
+    """
+    return getattr(zone, "key", None) or zone.tzname(None) or str(zone)
+
+
+def describe_moment(moment: datetime, zone: tzinfo) -> str:
+    """``moment`` in ``zone`` and in UTC, for the log; once when ``zone`` is UTC.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> at = datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
+    >>> describe_moment(at, ZoneInfo("Europe/Berlin"))
+    '2026-03-09 09:00:00+01:00 Europe/Berlin (2026-03-09 08:00:00 UTC)'
+    >>> describe_moment(at, UTC)
+    '2026-03-09 08:00:00 UTC'
+    """
+    utc = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if zone_name(zone) in ("UTC", "Etc/UTC"):
+        return utc
+    local = moment.astimezone(zone).isoformat(sep=" ", timespec="seconds")
+    return f"{local} {zone_name(zone)} ({utc})"
 
 
 def run_periodically(job: Callable[[], str], schedule: Schedule, *, max_runs: int | None = None,
@@ -198,9 +261,11 @@ def run_periodically(job: Callable[[], str], schedule: Schedule, *, max_runs: in
                      clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
     """Run ``job`` at every slot of ``schedule`` until stopped.
 
-    Each run is logged: its start, then its outcome (the line ``job``
-    returns) or its error, with its duration, and when the next run is due.
-    A run that ends after the next slot is followed at once by the next run.
+    It logs when the first run is due, then for each run its start, its
+    outcome (the line ``job`` returns) or its error, with its duration, and
+    when the next run is due; due times are shown in the schedule's zone and
+    in UTC (:func:`describe_moment`). A run that ends after the next slot is
+    followed at once by the next run.
 
     Parameters
     ----------
@@ -224,7 +289,9 @@ def run_periodically(job: Callable[[], str], schedule: Schedule, *, max_runs: in
     """
     stop = stop or threading.Event()
     runs, due = 0, schedule.first_at(clock())
-    log.info("running %s%s", schedule, "" if max_runs is None else f", {max_runs} run(s) at most")
+    log.info("running %s%s; first run at %s", schedule,
+             "" if max_runs is None else f", {max_runs} run(s) at most",
+             describe_moment(due, schedule.zone))
     while (max_runs is None or runs < max_runs) and _wait_until(due, stop, clock):
         runs += 1
         started = clock()
@@ -238,7 +305,7 @@ def run_periodically(job: Callable[[], str], schedule: Schedule, *, max_runs: in
             log.info("run %d done in %.1f s: %s", runs, _since(started, clock), outcome)
         due = max(schedule.next_after(started), clock())
         if max_runs is None or runs < max_runs:
-            log.info("next run at %s", due.isoformat(timespec="seconds"))
+            log.info("next run at %s", describe_moment(due, schedule.zone))
     log.info("stopped after %d run(s)", runs)
     return runs
 
@@ -267,42 +334,34 @@ def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM)) -> Iterator[threadi
             signal.signal(sig, handler)
 
 
-def _cron_field(text: str, name: str, low: int, high: int, expression: str) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        values.update(_cron_part(part, name, low, high, expression))
-    return frozenset(values)
+def _check_field(text: str, index: int, field: str) -> None:
+    """Raise :class:`ScheduleError` naming field ``index`` of ``text`` when croniter refuses it."""
+    name, takes = _FIELDS[index]
+    if {"r", "h"} & set(_WORD.findall(field.lower())):
+        raise ScheduleError(f"cron expression {text!r}: {name} {field!r} uses croniter's random"
+                            f" or hashed values (R, H), which every process places differently;"
+                            f" write {takes}")
+    probe = ["*"] * 5
+    probe[index] = field.lower()
+    try:
+        croniter(" ".join(probe))
+    except ValueError:  # croniter's errors are ValueErrors
+        raise ScheduleError(f"cron expression {text!r}: {name} {field!r} is not valid; write"
+                            f" {takes}, or a list, range a-b or step */n of those") from None
 
 
-def _cron_part(part: str, name: str, low: int, high: int, expression: str) -> range:
-    def bad(why: str) -> ScheduleError:
-        return ScheduleError(f"cron expression {expression!r}: {name} {part!r} {why}")
+def _instant(local: datetime, zone: tzinfo, *, after: datetime) -> datetime:
+    """The instant, in UTC, of the naive wall-clock time ``local`` in ``zone`` that is later
+    than ``after``.
 
-    span, _, step_text = part.partition("/")
-    step = _cron_number(step_text, bad) if step_text else 1
-    if step < 1:
-        raise bad("has a step below 1")
-    if span == "*":
-        first, last = low, high
-    elif "-" in span:
-        first, last = (_cron_number(end, bad) for end in span.split("-", 1))
-    else:
-        first = _cron_number(span, bad)
-        last = high if step_text else first
-    if not low <= first <= last <= high:
-        raise bad(f"is outside {low}-{high} or runs backwards")
-    return range(first, last + 1, step)
-
-
-def _cron_number(text: str, bad: Callable[[str], ScheduleError]) -> int:
-    if not text.isdigit():
-        raise bad(f"has {text!r} where a number belongs")
-    return int(text)
-
-
-def _first_of_next_month(moment: datetime) -> datetime:
-    year, month = divmod(moment.month, 12)
-    return moment.replace(year=moment.year + year, month=month + 1, day=1, hour=0, minute=0)
+    A time the zone skips gets the offset from before the jump (``fold=0``), a
+    time it repeats its first occurrence, unless that is not later than
+    ``after`` (a schedule inside the repeated hour): then its second.
+    """
+    first = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if first > after:
+        return first
+    return local.replace(tzinfo=zone, fold=1).astimezone(UTC)
 
 
 def _wait_until(due: datetime, stop: threading.Event, clock: Callable[[], datetime]) -> bool:

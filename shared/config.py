@@ -29,6 +29,7 @@ import dataclasses
 import difflib
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,21 @@ def _one_of(*choices: str) -> _Check:
 _positive = _Check(lambda v: v > 0, "above 0")
 _non_negative = _Check(lambda v: v >= 0, "0 or more")
 _unit_interval = _Check(lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
+_port = _Check(lambda v: 1 <= v <= 65535, "a TCP port, 1 to 65535")
+
+
+def _is_time_zone(name: str) -> bool:
+    """Whether :mod:`zoneinfo` has a zone of this name (the system's IANA database, else
+    the ``tzdata`` package)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder (Europe)
+        return False
+    return True
+
+
+_time_zone = _Check(_is_time_zone, "an IANA time zone name such as 'UTC', 'Europe/Berlin' or "
+                                   "'America/New_York' (the case matters)")
 
 
 @dataclass(frozen=True)
@@ -85,7 +101,7 @@ class Settings:
         "Bootstrap servers of the Kafka cluster; unset: the local broker on RECSYS_KAFKA_PORT.")
     kafka_port: int = _setting(
         "RECSYS_KAFKA_PORT", 9092,
-        "Port of the project's own local broker (recsys kafka start).", check=_positive)
+        "Port of the project's own local broker (recsys kafka start).", check=_port)
     kafka_home: str = _setting(
         "RECSYS_KAFKA_HOME", str(Path.home() / ".cache" / "recsys"),
         "Where the local broker's jars, storage and log live (outside git).")
@@ -212,6 +228,10 @@ class Settings:
         "RECSYS_MODEL_DIR", "var/models", "Model store: one directory per version.")
     keep_versions: int = _setting(
         "RECSYS_KEEP_VERSIONS", 3, "Model versions kept in the store.", check=_positive)
+    retrain_timezone: str = _setting(
+        "RECSYS_RETRAIN_TIMEZONE", "UTC",
+        "Time zone whose wall clock `recsys retrain --cron` reads; the log shows each next run "
+        "in it and in UTC.", check=_time_zone)
 
     # --- Scoring ------------------------------------------------------------
     n_recommendations: int = _setting(
@@ -281,7 +301,7 @@ class Settings:
     table_dir: str = _setting(
         "RECSYS_TABLE_DIR", "var/tables", "Where the worker keeps its RocksDB tables.")
     web_port: int = _setting("RECSYS_WEB_PORT", 6066, "HTTP port of the worker's views.",
-                             check=_positive)
+                             check=_port)
     stream_buffer: int = _setting(
         "RECSYS_STREAM_BUFFER", 4096,
         "Events buffered per worker, and events between offset commits.", check=_positive)
@@ -291,16 +311,18 @@ class Settings:
         check=_positive)
     row_cache: int = _setting(
         "RECSYS_ROW_CACHE", 10_000,
-        "Decoded rows a worker keeps in memory per table (users, sessions), most recently "
-        "used; a user at the 100-item history bound and a full session take about 21 KiB.",
+        "Decoded users rows a worker keeps in memory, most recently used; a user at the "
+        "100-item history bound with full sessions takes about 21 KiB.",
         check=_positive)
     latest_lists: int = _setting(
         "RECSYS_LATEST_LISTS", 50_000,
         "Users whose latest list a worker keeps in memory for its HTTP view.",
         check=_positive)
     producer_linger_ms: int = _setting(
-        "RECSYS_PRODUCER_LINGER_MS", 5,
-        "How long the worker's producer waits to fill a batch.", check=_non_negative)
+        "RECSYS_PRODUCER_LINGER_MS", 1,
+        "How long the worker's producer waits to fill a batch (at least 1 ms); every list "
+        "waits this long at low rates, and under load batches fill while requests are in "
+        "flight.", check=_non_negative)
     model_poll_s: float = _setting(
         "RECSYS_MODEL_POLL_S", 1.0,
         "How often a worker checks model-updates for a new version.", check=_positive)

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -14,10 +16,13 @@ import batch.retrain as retrain_module
 import shared.model_store as store_module
 from batch.columns import EventColumns
 from batch.matrix import build_interactions
-from batch.retrain import RetrainError, add_arguments, fit_als, retrain, run, train_model
+from batch.retrain import (RetrainError, add_arguments, fit_als, input_store, retrain, run,
+                           schedule_of, store_of, train_model)
+from batch.schedule import Cron, Every
 from batch.synthetic import ShopParams, generate_columns
 from batch.training import TrainingParams
-from shared.config import load_settings
+from recsys.cli import main
+from shared.config import ConfigError, load_settings
 from shared.events import EVENT_TYPES
 from shared.model import ARRAY_FIELDS
 from shared.model_store import load_latest, load_model, versions
@@ -288,3 +293,124 @@ def test_retrain_prunes_a_symlinked_version_by_removing_the_link(tmp_path):
     _, path = retrain(shop_columns(seed=1), store, keep_versions=1, params=PARAMS, progress=False)
     assert [p.name for p in store.iterdir()] == [path.name]
     assert load_model(elsewhere).version == elsewhere.name
+
+
+# --- where `recsys retrain --input` writes, and the command line's schedules ----------------
+
+def retrain_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def small_settings(live, **overrides):
+    """Settings of a quick retrain whose live store (RECSYS_MODEL_DIR) is ``live``."""
+    return load_settings({}, model_dir=str(live), als_factors=4, als_iterations=2, similar_k=3,
+                         **overrides)
+
+
+def test_input_store_is_beside_the_live_one_and_named_after_the_file(tmp_path):
+    assert input_store("var/models", "data/yoochoose-100k/train_full.txt") == (
+        Path("var/models-train_full"))
+    assert input_store(tmp_path / "models", "/x/shop.events.jsonl.gz") == tmp_path / "models-shop"
+    assert input_store(tmp_path / "models" / "", ".hidden.jsonl") == tmp_path / "models-hidden"
+
+
+@pytest.mark.parametrize("argv, expected, live", [
+    ([], "models", True),
+    (["--input", "f/events.jsonl"], "models-events", False),
+    (["--input", "f/events.jsonl", "--store", "other"], "other", False),
+    (["--store", "other"], "other", False),
+    (["--input", "f/events.jsonl", "--store", "models"], "models", True),
+    (["--input", "f/events.jsonl", "--store", "linked"], "linked", True),  # a link to models
+    (["--input", "f/events.jsonl", "--store", "sub/../models/"], "sub/../models", True),
+])
+def test_the_store_of_a_retrain_and_whether_it_is_the_live_one(tmp_path, monkeypatch, argv,
+                                                               expected, live):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "sub").mkdir()
+    os.symlink(tmp_path / "models", tmp_path / "linked")
+    store, is_live = store_of(retrain_args(*argv), load_settings({}, model_dir="models"))
+    assert (store, is_live) == (Path(expected), live)
+
+
+def test_a_retrain_from_a_file_goes_to_its_own_store_and_leaves_the_live_one(tmp_path, capsys):
+    """The live version survives (keep_versions=1 would have pruned it) and stays the newest."""
+    live = tmp_path / "models"
+    _, current = retrain(shop_columns(), live, params=PARAMS, progress=False)
+    write_jsonl(tmp_path / "events.jsonl", shop_columns(seed=3))
+    args = retrain_args("--input", str(tmp_path / "events.jsonl"))
+    assert run(args, small_settings(live, keep_versions=1)) == 0
+    assert versions(live) == [current.name]
+    separate = tmp_path / "models-events"
+    model = load_latest(separate)
+    assert model.meta["data"]["source"]["path"] == str((tmp_path / "events.jsonl").resolve())
+    err = capsys.readouterr().err
+    assert (f"recsys retrain: writing to {separate}, not to the live store {live}"
+            f" (RECSYS_MODEL_DIR) that workers load from; the version is not announced"
+            f" (--store {live} writes into the live store)") in err
+    assert f"saved to      {separate / model.version}" in err
+
+
+def test_announcing_a_version_outside_the_live_store_is_refused(tmp_path, capsys):
+    write_jsonl(tmp_path / "events.jsonl", shop_columns())
+    live = tmp_path / "models"
+    for argv in (["--input", str(tmp_path / "events.jsonl"), "--announce"],
+                 ["--input", str(tmp_path / "events.jsonl"), "--store", str(tmp_path / "x"),
+                  "--announce"],
+                 ["--store", str(tmp_path / "x"), "--announce"]):
+        assert run(retrain_args(*argv), small_settings(live)) == 2
+        err = capsys.readouterr().err
+        assert "--announce tells the workers to load the new version, but" in err
+        assert f"--store {live}" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl"]
+
+
+def test_a_retrain_from_a_file_into_the_named_live_store_writes_there(tmp_path, capsys):
+    """--no-announce: no broker is needed; the announcement itself is tested against Kafka."""
+    live = tmp_path / "models"
+    _, current = retrain(shop_columns(), live, params=PARAMS, progress=False)
+    write_jsonl(tmp_path / "events.jsonl", shop_columns(seed=3))
+    args = retrain_args("--input", str(tmp_path / "events.jsonl"), "--store", f"{live}/",
+                        "--no-announce")
+    assert run(args, small_settings(live, keep_versions=1)) == 0
+    assert versions(live) == [load_latest(live).version] != [current.name]
+    assert not (tmp_path / "models-events").exists()
+    assert "not to the live store" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    (["--cron", "61 * * * *"], "cron expression '61 * * * *': minute '61' is not valid; write 0-59"),
+    (["--cron", "* * *"], "has 3 field(s), not 5"),
+    (["--cron", "@fortnightly"], "@fortnightly is not an @ form"),
+    (["--every", "30"], "interval '30' is not a number followed by s, m or h"),
+])
+def test_a_bad_schedule_is_a_one_line_config_error(tmp_path, argv, complaint, capsys,
+                                                   monkeypatch):
+    with pytest.raises(ConfigError) as caught:
+        run(retrain_args(*argv), small_settings(tmp_path / "models"))
+    assert complaint in str(caught.value) and "\n" not in str(caught.value)
+    monkeypatch.setenv("RECSYS_MODEL_DIR", str(tmp_path / "models"))
+    assert main(["retrain", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"recsys retrain: {caught.value}\n"
+    assert not (tmp_path / "models").exists()
+
+
+def test_an_unknown_retrain_zone_stops_the_command_with_one_line_naming_it(tmp_path, capsys,
+                                                                           monkeypatch):
+    monkeypatch.setenv("RECSYS_RETRAIN_TIMEZONE", "Europe/Berln")
+    assert main(["retrain", "--cron", "@daily"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recsys retrain: RECSYS_RETRAIN_TIMEZONE='Europe/Berln' is out of"
+                          " range: it must be an IANA time zone name") and err.count("\n") == 1
+
+
+def test_the_schedule_of_the_command_line_is_in_the_configured_zone():
+    settings = load_settings({"RECSYS_RETRAIN_TIMEZONE": "Europe/Berlin"})
+    cron = schedule_of(retrain_args("--cron", "0 3 * * MON"), settings)
+    assert cron == Cron("0 3 * * mon", ZoneInfo("Europe/Berlin"))
+    assert schedule_of(retrain_args("--every", "2h"), settings) == Every(7200.0,
+                                                                         ZoneInfo("Europe/Berlin"))
+    assert schedule_of(retrain_args(), settings) is None

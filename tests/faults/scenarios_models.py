@@ -68,8 +68,8 @@ def _health(cluster: Cluster, name: str = "w1") -> str | None:
 
 
 def _refused(cluster: Cluster, name: str = "w1") -> dict[str, str]:
-    """``models_refused`` of worker ``name``'s ``/metrics/`` ({} when it does not answer)."""
-    status, body = cluster.get(name, "/metrics/")
+    """``models_refused`` of worker ``name``'s ``/metrics.json`` ({} when it does not answer)."""
+    status, body = cluster.get(name, "/metrics.json")
     return dict(body.get("models_refused") or {}) if status == 200 else {}
 
 
@@ -266,7 +266,7 @@ def retrain_kill(setup: Setup, *, n_events: int = 3000, n_after: int = 500,
     write_jsonl(events_file, train_events, seed=seed + 100, params=SHOP)
     marker = cluster.tmp / "save-paused"
     env = _retrain_env(cluster)
-    command = ["retrain", "--input", str(events_file), "--announce"]
+    command = ["retrain", "--input", str(events_file), "--store", str(cluster.store), "--announce"]
     watcher = ListWatcher(cluster)
     alive = lambda: cluster.alive()  # noqa: E731
     details: dict = {"good": good}

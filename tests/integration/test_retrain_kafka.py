@@ -1,5 +1,6 @@
 """Retrain from the real ``events`` topic: the same model as from a file, announcements on
-``model-updates`` that point at loadable versions, and the periodic mode."""
+``model-updates`` that point at loadable versions, announcements only for the live store
+(``RECSYS_MODEL_DIR``), and the periodic mode."""
 from __future__ import annotations
 
 import argparse
@@ -19,12 +20,13 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from batch.event_log import read_topic
 from batch.readers import iter_events
+from batch.publish import last_announced
 from batch.retrain import MODEL_UPDATE_KEY, RUN_ERRORS, RetrainJob, add_arguments, run
 from batch.schedule import Every, run_periodically
 from batch.synthetic import ShopParams
 from batch.synthetic_file import write_jsonl
 from batch.training import TrainingParams
-from shared.config import load_settings
+from shared.config import ConfigError, load_settings
 from shared.events import Event
 from shared.messages import parse_model_update
 from shared.model import Model
@@ -151,11 +153,11 @@ def test_the_command_announces_a_loadable_version_and_refuses_an_empty_topic(
     events_topic, updates_topic = topics
     monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka_bootstrap)
     settings = load_settings({"KAFKA_BOOTSTRAP": kafka_bootstrap}, events_topic=events_topic,
-                             model_updates_topic=updates_topic, als_factors=4,
-                             als_iterations=2, similar_k=3)
+                             model_updates_topic=updates_topic, model_dir=str(tmp_path / "store"),
+                             als_factors=4, als_iterations=2, similar_k=3)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--store", str(tmp_path / "store")])
+    args = parser.parse_args([])
 
     assert run(args, settings) == 2
     assert "holds no events" in capsys.readouterr().err
@@ -166,6 +168,61 @@ def test_the_command_announces_a_loadable_version_and_refuses_an_empty_topic(
     model = loaded_announcement(announcements(kafka_bootstrap, updates_topic, 1)[0])
     assert versions(tmp_path / "store") == [model.version]
     assert model.meta["counts"]["events_read"] == 2_000
+
+
+def command_settings(bootstrap: str, topics: tuple[str, str], live: Path):
+    """Settings of a quick ``recsys retrain`` on ``topics`` whose live store is ``live``."""
+    events_topic, updates_topic = topics
+    return load_settings({"KAFKA_BOOTSTRAP": bootstrap}, events_topic=events_topic,
+                         model_updates_topic=updates_topic, model_dir=str(live), als_factors=4,
+                         als_iterations=2, similar_k=3, keep_versions=1)
+
+
+def command_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_a_retrain_from_a_file_is_not_announced_and_leaves_the_live_store(
+        kafka_bootstrap, topics, shop, tmp_path, monkeypatch, capsys):
+    """The live version stays the only one (keep_versions=1) and model-updates stays empty:
+    a worker started or restarted later still serves the model of the topic."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka_bootstrap)
+    live = tmp_path / "models"
+    produce(kafka_bootstrap, topics[0], list(iter_events(shop))[:1_000])
+    settings = command_settings(kafka_bootstrap, topics, live)
+    assert run(command_args("--no-announce"), settings) == 0
+    served = versions(live)
+
+    assert run(command_args("--input", str(shop)), settings) == 0
+    assert versions(live) == served
+    assert len(versions(tmp_path / "models-events")) == 1
+    assert last_announced(kafka_bootstrap, topics[1]) is None
+    assert f"writing to {tmp_path / 'models-events'}, not to the live store" in (
+        capsys.readouterr().err)
+
+    # Another store named with --store: written, still not announced; --announce is refused.
+    assert run(command_args("--store", str(tmp_path / "elsewhere")), settings) == 0
+    assert len(versions(tmp_path / "elsewhere")) == 1
+    assert run(command_args("--input", str(shop), "--store", str(tmp_path / "elsewhere"),
+                            "--announce"), settings) == 2
+    assert last_announced(kafka_bootstrap, topics[1]) is None
+    assert versions(live) == served
+
+
+def test_a_retrain_from_a_file_into_the_named_live_store_is_announced(
+        kafka_bootstrap, topics, shop, tmp_path, monkeypatch):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka_bootstrap)
+    live = tmp_path / "models"
+    settings = command_settings(kafka_bootstrap, topics, live)
+    assert run(command_args("--input", str(shop), "--store", str(live)), settings) == 0
+    message = announcements(kafka_bootstrap, topics[1], 1)[0]
+    model = loaded_announcement(message)
+    assert versions(live) == [model.version]
+    assert Path(parse_model_update(message.value())["path"]) == (live / model.version).resolve()
+    assert model.meta["data"]["source"]["kind"] == "file"
+    assert not (tmp_path / "models-events").exists()
 
 
 def test_a_skipped_run_announces_a_version_whose_announcement_went_missing(
@@ -231,6 +288,8 @@ def test_the_periodic_command_stops_cleanly_on_sigterm(kafka_bootstrap, topics, 
         worker.kill()
     assert worker.returncode == 0, stderr
     assert "SIGTERM: stopping after the current run" in stderr
+    assert "running every 1 s; first run at " in stderr and " UTC" in stderr
+    assert "next run at " in stderr  # logged after the first run
     assert "stopped after" in stderr and "run 1 done" in stderr
 
 
@@ -253,10 +312,16 @@ def test_the_command_refuses_options_that_do_not_go_together(argv, complaint, ca
     assert complaint in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--every", "30"], ["--cron", "* * *"], ["--max-runs", "0"],
-                                  ["--every", "1m", "--cron", "* * * * *"]])
-def test_the_command_line_refuses_bad_schedules(argv):
+@pytest.mark.parametrize("argv", [["--max-runs", "0"], ["--every", "1m", "--cron", "* * * * *"]])
+def test_the_command_line_refuses_options_it_cannot_parse(argv):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     with pytest.raises(SystemExit):
         parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("argv", [["--every", "30"], ["--cron", "* * *"], ["--cron", "0 25 * * *"]])
+def test_the_command_refuses_bad_schedules_before_it_starts(argv):
+    """A ConfigError: ``recsys`` prints its one line and exits 2, no broker started."""
+    with pytest.raises(ConfigError):
+        run(command_args(*argv), load_settings({}))
