@@ -148,11 +148,12 @@ def run(args, settings) -> int:
     port = settings.web_port
     try:
         _wait_for(lambda: (_get(port, "/health/") or {}).get("status") == "ok", 120, "start", worker)
-        print(f"worker up: http://127.0.0.1:{port}/health/  /metrics/  /recommendations/<user>/")
+        print(f"worker up: http://127.0.0.1:{port}/health/  /metrics  /metrics.json  "
+              f"/recommend?user=<user>&item=<item>  /recommendations/<user>/")
         started = time.monotonic()
-        _wait_for(lambda: _caught_up(_get(port, "/metrics/"), settings.events_partitions), 600,
+        _wait_for(lambda: _caught_up(_get(port, "/metrics.json"), settings.events_partitions), 600,
                   "catch up with the history", worker)
-        events = sum((_get(port, "/metrics/") or {}).get("events", {}).values())
+        events = sum((_get(port, "/metrics.json") or {}).get("events", {}).values())
         print(f"worker built its tables from the history: {events:,} events in "
               f"{time.monotonic() - started:.0f} s")
 
@@ -172,12 +173,12 @@ def run(args, settings) -> int:
         _step("second retrain (history + live events); the worker hot-swaps it")
         second, _ = job()
         announced = time.monotonic()
-        _wait_for(lambda: (_get(port, "/metrics/") or {}).get("model_version") == second.version,
+        _wait_for(lambda: (_get(port, "/metrics.json") or {}).get("model_version") == second.version,
                   60, "swap to the new model", worker)
         print(f"worker serves {second.version} {time.monotonic() - announced:.1f} s after the announcement")
 
         _step("worker metrics")
-        print(json.dumps(_get(port, "/metrics/"), indent=2))
+        print(json.dumps(_get(port, "/metrics.json"), indent=2))
     finally:
         worker.terminate()
         worker.wait(60)

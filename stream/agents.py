@@ -8,21 +8,28 @@ Per event, while Faust holds it as the current event (table writes need it):
    the user's newest applied offset, after a crash or a rebalance before its
    offset was committed) is scored again from the current rows, since its
    list may never have been sent (:meth:`shared.state.UserState.seen`);
-3. add it to the user's history and the session (:func:`shared.state.apply_event`)
-   and write the ``users`` row, which holds both.
+3. add it to the user's history and the session (:func:`shared.state.apply_event`);
+   the new ``users`` row, which holds both, is kept with the micro-batch, and
+   the user's next event in the batch starts from it.
 
 The events read so far form a micro-batch. It ends when no further event is
 waiting in the stream's queue, or at ``batch_max`` events; then:
 
-4. every event of the batch is scored with :func:`shared.scoring.score_events`
+4. the batch's rows are written, each user's newest once: one changelog
+   message per user and one RocksDB write batch per partition, as Kafka
+   Streams' record cache does (the changelog is compacted, so only the
+   newest value of a key matters to a recovery);
+5. every event of the batch is scored with :func:`shared.scoring.score_events`
    (fold-in, candidates, blend, filters, fall-backs: the function evaluation
    calls), each from the state *after its own event*, so a user with two
    events in one batch gets exactly the lists of two separate steps;
-5. the lists go to ``recommendations``, keyed by user id, and only then are
+6. the lists go to ``recommendations``, keyed by user id, and only then are
    the batch's events acknowledged: Faust commits an offset only once it is
    acknowledged and the producer is flushed. A crash can come after an
    event's rows were written but before its list was sent; the record is
-   read again after the restart and step 2 sends its list then. Lists are
+   read again after the restart and step 2 sends its list then. A crash
+   before the rows are written loses nothing either: none of the batch's
+   events was acknowledged, so all of them are read and applied again. Lists are
    at least once: a consumer that must see each event's list once drops an
    ``event_id`` it has seen.
 
@@ -122,8 +129,9 @@ def _processing_error(message, exc: Exception) -> None:
     _dead_letter(message, EventError(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"))
 
 
-def _apply(faust_event) -> _Step:
-    """Steps 1-3 of the module docstring for the current event.
+def _apply(faust_event, rows: dict) -> _Step:
+    """Steps 1-3 of the module docstring for the current event; ``rows`` holds the batch's
+    new rows (user key -> (row, partition)), to be written when it ends.
 
     An error of the event's own (it cannot be parsed, its key is not its
     user, the rule or its scoring fails on it) sends it to the dead-letter
@@ -138,26 +146,33 @@ def _apply(faust_event) -> _Step:
     except EventError as error:
         _dead_letter(message, error)
         return _Step(faust_event, "dead_letter")
+    key = event.user_id.encode()
     try:
-        step, row = _next_rows(faust_event, event)
+        step, row = _next_rows(faust_event, event, rows.get(key, (None,))[0])
     except Exception as exc:
         log.exception("processing event %s failed", event.event_id)
         _processing_error(message, exc)
         return _Step(faust_event, "dead_letter")
     if row is not None:
-        user_rows.set(event.user_id.encode(), row)
+        rows[key] = (row, message.partition)
     return step
 
 
-def _next_rows(faust_event, event: Event):
-    """The event's step, and the row to write (None: nothing to write).
+def _next_rows(faust_event, event: Event, staged=None):
+    """The event's step, and the row to write (None: nothing to write); ``staged`` is the
+    user's row as the batch left it (None: as the table holds it)."""
+    return _step_and_row(faust_event, event,
+                         staged if staged is not None else user_rows.get(event.user_id.encode()))
+
+
+def _step_and_row(faust_event, event: Event, user):
+    """:func:`_next_rows` from the user's current row (None: a new user).
 
     A record read again writes its user's row unchanged: the row may hold the
     event only in this worker's store, its changelog message lost with the
     worker that wrote it, and the changelog must hold what the store holds.
     """
     message, rule = faust_event.message, rules.current()
-    user = user_rows.get(event.user_id.encode())
     new = apply_event(event, user, rule, partition=message.partition, offset=message.offset)
     if new is None:
         if user.seen(event.event_id, message.partition, message.offset) == "copy":
@@ -177,7 +192,7 @@ def _next_rows(faust_event, event: Event):
 
 
 def _finish(batch: list[_Step]) -> None:
-    """Steps 4-5 of the module docstring: score the batch and send its lists.
+    """Steps 5-6 of the module docstring: score the batch and send its lists.
 
     A list that cannot be scored or written as a message sends its event to
     the dead-letter topic; a failure to hand a message to the producer
@@ -238,6 +253,7 @@ class _MicroBatch:
     def __init__(self, stream):
         self.stream, self.queue = stream, stream.channel.queue
         self.steps: list[_Step] = []
+        self.rows: dict[bytes, tuple[object, int]] = {}  # user key -> (new row, partition)
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, step: _Step) -> None:
@@ -254,18 +270,30 @@ class _MicroBatch:
         if not self.steps:
             return
         if self.queue.empty():
-            asyncio.get_running_loop().create_task(self.flush())
+            asyncio.get_running_loop().create_task(self._flush_or_crash())
         else:
             self.flush_later()
 
+    async def _flush_or_crash(self) -> None:
+        """:meth:`flush` outside the agent: a failure stops the worker, as it would there."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.exception("flushing a micro-batch failed")
+            app._crash(exc)
+
     async def flush(self) -> None:
-        """Score, send and acknowledge the pending steps."""
+        """Write the pending rows, then score, send and acknowledge the pending steps."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         steps, self.steps = self.steps, []
+        rows, self.rows = self.rows, {}
         if not steps:
             return
+        if rows:
+            user_rows.set_many([(key, row, partition) for key, (row, partition) in rows.items()])
+            metrics.row_writes += len(rows)
         _finish(steps)
         for step in steps:
             message = step.faust_event.message
@@ -289,7 +317,7 @@ async def process_events(stream):
     batch = _MicroBatch(events)
     try:
         async for faust_event in events.events():
-            batch.add(_apply(faust_event))
+            batch.add(_apply(faust_event, batch.rows))
             if len(batch.steps) >= settings.batch_max or batch.queue.empty():
                 await batch.flush()
             else:

@@ -7,7 +7,8 @@ State lives in one RocksDB table (rocksdict driver) with a Kafka changelog,
 written in the partition of the event being processed. Events are keyed by
 user id, so a user's events and their ``users`` row (history and latest
 sessions, :class:`shared.state.UserState`) live in one partition and move
-together on a rebalance, and each event changes the row in one write. Rows
+together on a rebalance, and the row changes in one write (each user's newest
+row once per micro-batch, :mod:`stream.agents`). Rows
 are JSON bytes (:func:`shared.state.encode_user`), cached decoded in front of
 the table (:class:`stream.tables.RowCache`); the table sends its changelog
 messages through the librdkafka producer (:mod:`stream.tables`,

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter, deque
 
 import numpy as np
+
+#: Upper bounds (ms) of the event latency histogram's buckets, below the last (+Inf) one.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
+                                         2500.0, 5000.0, 10000.0, 30000.0)
 
 
 class WorkerMetrics:
@@ -24,21 +29,36 @@ class WorkerMetrics:
         self.incidents: Counter = Counter()
         self.dlq_codes: Counter = Counter()
         self.latencies_ms: deque = deque(maxlen=window)
+        #: Every latency observed since start, per bucket of :data:`LATENCY_BUCKETS_MS` (the
+        #: last one is +Inf; not cumulative), and their sum; negative ones count as 0.
+        self.latency_buckets: list[int] = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        self.latency_sum_ms = 0.0
         self.read_offsets: dict[tuple[str, int], int] = {}
         #: When each partition last had an event handled (time.monotonic()).
         self.progressed_at: dict[tuple[str, int], float] = {}
         #: Per partition: the committed offset last sampled, and since when it holds.
         self.commits: dict[tuple[str, int], tuple[int, float]] = {}
         self.batches = 0
+        #: Rows written to the users table: one per user per micro-batch, at most one per event.
+        self.row_writes = 0
 
     def observe(self, outcome: str, topic: str, partition: int, offset: int,
                 produced_ms: float | None) -> None:
-        """Count one handled event and its latency from produce time to now."""
+        """Count one handled event and its latency from produce time to now.
+
+        >>> m = WorkerMetrics(); m.observe("recommended", "e", 0, 1, time.time() * 1000.0 - 7)
+        >>> m.latency_buckets[:3], m.latency_sum_ms >= 7
+        ([0, 1, 0], True)
+        """
         self.counts[outcome] += 1
         self.read_offsets[(topic, partition)] = offset
         self.progressed_at[(topic, partition)] = time.monotonic()
         if produced_ms is not None and produced_ms > 0:
-            self.latencies_ms.append(time.time() * 1000.0 - produced_ms)
+            latency = time.time() * 1000.0 - produced_ms
+            self.latencies_ms.append(latency)
+            latency = max(latency, 0.0)  # a producer clock ahead of this one
+            self.latency_buckets[bisect_left(LATENCY_BUCKETS_MS, latency)] += 1
+            self.latency_sum_ms += latency
 
     def latency_percentiles(self) -> dict[str, float | None]:
         """p50/p90/p99 of the recent latencies in milliseconds."""
@@ -55,6 +75,12 @@ class WorkerMetrics:
             if end is not None:
                 lags[f"{topic}/{partition}"] = max(0, end - offset - 1)
         return lags
+
+    @property
+    def lists_sent(self) -> int:
+        """Lists handed to the producer: one per event that ended ``recommended`` or
+        ``no_model`` (``incidents["send_failed"]`` counts those then not delivered)."""
+        return self.counts["recommended"] + self.counts["no_model"]
 
     def stalled(self, lags: dict[tuple[str, int], int], stall_s: float,
                 now: float | None = None) -> list[str]:
@@ -108,6 +134,7 @@ class WorkerMetrics:
             "dead_letters": dict(self.dlq_codes),
             "latency_ms": self.latency_percentiles(),
             "batches": self.batches,
+            "row_writes": self.row_writes,
             "mean_batch": round(sum(self.counts.values()) / self.batches, 2) if self.batches else None,
             "consumer_lag": lag,
             "consumer_lag_total": sum(lag.values()),

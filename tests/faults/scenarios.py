@@ -168,7 +168,7 @@ def poison(setup: Setup, *, n_valid: int = 20_000, n_bad: int = 10_000, n_copies
         watcher.wait_for(lambda w: valid_ids <= w.counts.keys(), REPLAY_TIMEOUT_S,
                          alive=lambda: cluster.alive(), what="the valid events' lists")
         _wait_for_outcomes(cluster, len(messages))
-        _, metrics = cluster.get("w1", "/metrics/")
+        _, metrics = cluster.get("w1", "/metrics.json")
         health, _ = cluster.get("w1", "/health/")
         status = cluster.stop()
         verdict = verify(cluster, messages, watcher, setup.rule(cluster), expected_codes=codes,
@@ -187,7 +187,7 @@ def _wait_for_outcomes(cluster: Cluster, n: int, name: str = "w1", timeout_s: fl
     """Wait until worker ``name`` has an outcome (list, dead letter, duplicate) for ``n`` events."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        _, metrics = cluster.get(name, "/metrics/")
+        _, metrics = cluster.get(name, "/metrics.json")
         if sum(metrics.get("events", {}).values()) >= n:
             return
         time.sleep(0.2)

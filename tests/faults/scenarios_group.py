@@ -135,13 +135,13 @@ def group_assignment(admin: AdminClient, cluster: Cluster) -> tuple[str, dict[st
 
 
 def worker_metrics(cluster: Cluster, name: str) -> dict:
-    """Worker ``name``'s /metrics/ view ({} when it does not answer)."""
-    status, body = cluster.get(name, "/metrics/")
+    """Worker ``name``'s /metrics.json view ({} when it does not answer)."""
+    status, body = cluster.get(name, "/metrics.json")
     return body if status == 200 else {}
 
 
 def events_seen(metrics: dict) -> int:
-    """Events a worker has handled, all outcomes together, by its /metrics/ view."""
+    """Events a worker has handled, all outcomes together, by its /metrics.json view."""
     return sum((metrics.get("events") or {}).values())
 
 
@@ -151,7 +151,7 @@ def read_again(metrics: dict) -> int:
 
 
 def partitions_read(metrics: dict, topic: str) -> list[int]:
-    """Partitions of ``topic`` a worker holds and has read events of, by its /metrics/ view."""
+    """Partitions of ``topic`` a worker holds and has read events of, by its /metrics.json view."""
     return sorted(int(key.rsplit("/", 1)[1]) for key in (metrics.get("consumer_lag") or {})
                   if key.rsplit("/", 1)[0] == topic)
 
@@ -176,7 +176,7 @@ def rebalance(setup: Setup, *, n_events: int = 30_000, seed: int = 7,
     worker left once w2 has exited, so any list made after w2's exit is w1's), and
     ``reassigned_s`` to the group being stable with every partition on w1;
     ``replay_done_s`` is from w2's SIGTERM to the last event's first list.
-    ``events_w2`` is w2's /metrics/ event count read just before its SIGTERM (a lower
+    ``events_w2`` is w2's /metrics.json event count read just before its SIGTERM (a lower
     bound), ``events_w1`` w1's at the end, and ``read_again_*`` how many of those
     each found already applied to their rows: events handled before a rebalance and
     not committed yet, which at-least-once delivery reads again by design.

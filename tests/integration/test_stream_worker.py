@@ -81,7 +81,7 @@ def test_redelivered_event_is_applied_once(shop, truth_and_model):
     shop.send(once, once, _event("dup-2", "bob", "sb", model.item_ids[6], ts=T0 + 10))
     recs = shop.recommendations(2)
     assert [r["event_id"] for r in recs] == ["dup-1", "dup-2"]
-    assert shop.get("/metrics/")[1]["events"]["duplicate"] >= 1
+    assert shop.get("/metrics.json")[1]["events"]["duplicate"] >= 1
 
 
 def test_bad_events_go_to_the_dead_letter_topic_and_the_worker_goes_on(shop, truth_and_model):
@@ -97,7 +97,7 @@ def test_bad_events_go_to_the_dead_letter_topic_and_the_worker_goes_on(shop, tru
     assert [d["original"] for d in letters] == bad
     assert all(d["source_topic"] == shop.topics["events"] and d["source_offset"] >= 0 for d in letters)
     assert shop.recommendations(1)[0]["event_id"] == "ok-1"
-    assert shop.get("/metrics/")[1]["dead_letters"] == {"not_json": 1, "missing_field": 1,
+    assert shop.get("/metrics.json")[1]["dead_letters"] == {"not_json": 1, "missing_field": 1,
                                                         "unknown_type": 1, "not_utf8": 1}
 
 
@@ -154,7 +154,7 @@ def test_hot_swap_under_traffic_within_five_seconds(shop, truth_and_model, tmp_p
     assert versions[:first_new] == [model.version] * first_new
     assert versions[first_new:] == [new_version] * (len(versions) - first_new)
     assert 21 <= first_new <= 20 + 50  # 50 events 0.1 s apart: within 5 s of the announcement
-    status, metrics = shop.get("/metrics/")
+    status, metrics = shop.get("/metrics.json")
     assert metrics["model_version"] == new_version
     assert broken_version in metrics["models_refused"]
     assert shop.get("/health/") == (200, {"status": "ok", "model_version": new_version})
@@ -193,6 +193,6 @@ def test_records_read_again_after_a_crash_get_their_lists_again(shop, truth_and_
     assert [(r["event_id"], r["query_item_id"]) for r in again] == [
         ("rd-1", items[0]), ("rd-2", items[1]), ("rd-3", items[2])]
     assert all(len(r["items"]) == 20 for r in again)
-    metrics = shop.get("/metrics/")[1]
+    metrics = shop.get("/metrics.json")[1]
     assert metrics["incidents"]["read_again"] == 2
     assert metrics["events"]["duplicate"] == 1  # the copy lies past the newest applied offset

@@ -60,3 +60,17 @@ def test_clear_forgets_every_row():
     cache.clear()
     assert cache.get(b"a") == "recovered"
     assert table._caches == [cache]
+
+
+def test_peek_reads_as_get_does_and_leaves_the_cache_as_it_was():
+    table, cache = _cache(size=2)
+    cache.set(b"a", "1")
+    cache.set(b"b", "2")
+    table.data[b"c"] = b"3"
+    assert cache.peek(b"c") == "3" and cache.peek(b"missing") is None
+    table.data[b"c"] = b"changed"
+    assert cache.peek(b"c") == "changed"  # not kept: read from the table again
+    table.data[b"a"] = b"behind the cache"
+    assert cache.peek(b"a") == "1"  # a cached row is what the agent reads
+    cache.set(b"d", "4")  # a is still the least recently used: peeking did not touch it
+    assert cache.get(b"a") == "behind the cache" and cache.get(b"b") == "2"

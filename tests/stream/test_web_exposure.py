@@ -56,8 +56,8 @@ def test_the_server_answers_health_but_not_table_or_router(app):
         try:
             statuses = {}
             async with aiohttp.ClientSession() as session:
-                for path in ("/health/", "/metrics/", "/table/", "/table/users/", "/router/",
-                             "/router/users/"):
+                for path in ("/health/", "/metrics.json", "/metrics", "/table/", "/table/users/",
+                             "/router/", "/router/users/"):
                     async with session.get(f"http://127.0.0.1:{port}{path}") as response:
                         statuses[path] = response.status
             with pytest.raises(OSError):  # another loopback address: nothing listens there
@@ -71,5 +71,5 @@ def test_the_server_answers_health_but_not_table_or_router(app):
         statuses = asyncio.run(run())
     finally:
         app.conf.web_port = configured
-    assert statuses == {"/health/": 503, "/metrics/": 200, "/table/": 404, "/table/users/": 404,
-                        "/router/": 404, "/router/users/": 404}
+    assert statuses == {"/health/": 503, "/metrics.json": 200, "/metrics": 200, "/table/": 404,
+                        "/table/users/": 404, "/router/": 404, "/router/users/": 404}
