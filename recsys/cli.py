@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     stderr, ``recsys <command>: <what to fix>``: a setting (:class:`ConfigError`),
     a broker, port or topic (:class:`~shared.errors.RecsysError`), a file that is
     missing, unreadable or a folder, a compressed input that is damaged, and a
-    command line the parser refuses. Anything else is a fault of the program and
-    keeps its traceback.
+    command line the parser refuses. Ctrl-C is one line too, with status 130.
+    Anything else is a fault of the program and keeps its traceback.
     """
     args = build_parser().parse_args(argv)
     if args.config is not None:  # the worker, its tables and any child process read it too
@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`recsys config | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: the command's own clean-up (finally blocks) has run
+        print(f"recsys {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _check_input_file(args: argparse.Namespace) -> None:

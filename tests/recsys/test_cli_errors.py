@@ -168,6 +168,15 @@ def test_a_program_fault_keeps_its_traceback(monkeypatch):
         cli.main(["topics"])
 
 
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
+    def interrupted(args, settings):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_topics", interrupted)
+    assert cli.main(["topics"]) == 130
+    assert capsys.readouterr().err == "recsys topics: interrupted\n"
+
+
 def test_librdkafka_repeating_a_failed_connection_is_one_log_line(nowhere, caplog):
     """A client retrying an address that refuses it logs each attempt (about 20 a second);
     through shared.kafka_log they are one record."""
