@@ -44,6 +44,19 @@ _DAMAGED_INPUT = (gzip.BadGzipFile, EOFError, zlib.error)
 _INPUT_OPTIONS = ("path", "input")
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default where it has one (not None, False or empty),
+    and keeps descriptions' own line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or default in (None, False, "", argparse.SUPPRESS)
+                or not action.option_strings or "default" in text):
+            return text
+        return text + " (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line: ``recsys produce: error: ...``, and
     where to look, instead of the usage (which ``--help`` shows) and then the error."""
@@ -76,7 +89,7 @@ def _config(args, settings: Settings) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = _Parser(
-        prog="recsys", description=__doc__,
+        prog="recsys", description=__doc__, formatter_class=_Help,
         epilog="Settings come from the defaults, then the configuration file, then the "
                "environment (each over the one before); `recsys config` shows every value "
                "and where it came from.")
@@ -84,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"TOML configuration file (the same as {CONFIG_ENV}=FILE), e.g. "
                              "profiles/paper.toml")
     commands = parser.add_subparsers(dest="command", required=True)
-    kafka = commands.add_parser("kafka", help="start, stop or inspect the local Kafka broker")
+    kafka = commands.add_parser("kafka", help="start, stop or inspect the local Kafka broker",
+                                formatter_class=_Help)
     kafka.add_argument("action", choices=["start", "stop", "status"])
     kafka.set_defaults(handler=_kafka)
     commands.add_parser("topics", help="create the project's topics (idempotent)"
@@ -93,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "value came from, and meaning"
                         ).set_defaults(handler=_config)
     for name, (module, help_text) in _JOBS.items():
-        sub = commands.add_parser(name, help=help_text,
+        sub = commands.add_parser(name, help=help_text, formatter_class=_Help,
                                   description=help_text[0].upper() + help_text[1:] + ".")
         module.add_arguments(sub)
         sub.set_defaults(handler=lambda args, settings, run=module.run: run(args, settings))

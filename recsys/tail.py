@@ -297,8 +297,7 @@ def _json_object(value: bytes | None) -> dict:
 # --- the command --------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``recsys tail``."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    """Options of ``recsys tail`` (the parser keeps the epilog's line breaks)."""
     parser.epilog = (
         f"Without --from-beginning: the last {LAST_PER_PARTITION} messages of each partition.\n"
         "Without --follow: exits once every partition is read up to the end it had at the\n"

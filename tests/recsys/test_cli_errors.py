@@ -217,3 +217,12 @@ def test_the_check_reads_a_compressed_file_header_only(tmp_path, capsys, monkeyp
     monkeypatch.setenv("KAFKA_BOOTSTRAP", nowhere)
     assert cli.main(["produce", str(path)]) == 2
     assert f"no Kafka broker answers at {nowhere}" in capsys.readouterr().err
+
+
+def test_help_shows_the_options_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["demo", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "(default: 50000)" in out and "(default: 500.0)" in out
+    assert "(default: None)" not in out and "(default: False)" not in out
