@@ -17,8 +17,8 @@ import numpy as np
 
 from batch.columns import event_arrays
 from shared.events import (BAD_PRICE, BAD_QUANTITY, BAD_TIMESTAMP, EMPTY_FIELD, EVENT_TYPE_CODES,
-                           MAX_TS_MS, NOT_UTF8, UNKNOWN_TYPE, Event, EventError, EventLimits,
-                           parse_event)
+                           FIELD_TOO_LONG, MAX_TS_MS, MIN_TS_MS, NOT_UTF8, UNKNOWN_TYPE, Event,
+                           EventError, EventLimits, parse_event)
 
 #: Reason code of a row without the format's number of fields.
 BAD_COLUMNS = "bad_columns"
@@ -174,10 +174,19 @@ class Rows:
             fields.append(head)
         return fields + [rest]
 
-    def require(self, **ids: np.ndarray) -> None:
-        """Reject the rows where an id (by column name) is empty."""
+    def require(self, limits: EventLimits, **ids: np.ndarray) -> None:
+        """Reject the rows where an id (by column name) is empty or longer than
+        ``limits.max_id_chars`` characters, as :func:`shared.events.parse_event` does."""
         for name, values in ids.items():
-            self.reject(np.strings.str_len(values) == 0, EMPTY_FIELD, f"{name} is empty", name)
+            length = np.strings.str_len(values)  # bytes: at least the characters
+            self.reject(length == 0, EMPTY_FIELD, f"{name} is empty", name)
+            suspect = np.flatnonzero(length > limits.max_id_chars)
+            if len(suspect):
+                chars = np.array([len(v.decode("utf-8", "replace")) for v in values[suspect]])
+                long = np.zeros(len(values), dtype=bool)
+                long[suspect[chars > limits.max_id_chars]] = True
+                self.reject(long, FIELD_TOO_LONG, f"{name} is longer than {limits.max_id_chars} "
+                            f"characters (RECSYS_MAX_ID_CHARS)", name)
 
     def number(self, text: np.ndarray, dtype, code: str, message: str,
                field: str | None = None) -> np.ndarray:
@@ -201,9 +210,10 @@ class Rows:
         return ts_ms
 
     def in_range(self, ts_ms: np.ndarray, field: str | None = None) -> None:
-        """Reject times outside 1970..9999 (``ts_ms`` may be float)."""
-        self.reject((ts_ms < 0) | (ts_ms > MAX_TS_MS), BAD_TIMESTAMP,
-                    "time is not a valid date between 1970 and 9999", field)
+        """Reject times outside 2000..9999 (``ts_ms`` may be float), the event contract's
+        range (:data:`shared.events.MIN_TS_MS`)."""
+        self.reject((ts_ms < MIN_TS_MS) | (ts_ms > MAX_TS_MS), BAD_TIMESTAMP,
+                    "time is not a valid date between 2000-01-01 and 9999", field)
 
     def chunk(self, **columns) -> Chunk:
         """The good rows; a scalar ``type`` is the same for every row."""
@@ -230,7 +240,7 @@ class Rows:
 
 def _yoochoose_clicks(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
     session, ts, item, category = rows.split(lines, b",", 4)
-    rows.require(session=session, item=item)
+    rows.require(limits, session=session, item=item)
     ts_ms = rows.iso_ms(ts, "timestamp")
     category = np.where(category == b"0", b"", category)
     return rows.chunk(user=session, session=session, item=item, type=EVENT_TYPE_CODES["click"],
@@ -239,7 +249,7 @@ def _yoochoose_clicks(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chu
 
 def _yoochoose_buys(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
     session, ts, item, price_text, quantity_text = rows.split(lines, b",", 5)
-    rows.require(session=session, item=item)
+    rows.require(limits, session=session, item=item)
     ts_ms = rows.iso_ms(ts, "timestamp")
     price = rows.number(price_text, np.float64, BAD_PRICE, "price is not a number >= 0",
                         "price")
@@ -254,7 +264,7 @@ def _yoochoose_buys(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk
 
 def _session_rec(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
     session, item, time_text = rows.split(lines, b"\t", 3)
-    rows.require(SessionId=session, ItemId=item)
+    rows.require(limits, SessionId=session, ItemId=item)
     ms = rows.number(time_text, np.float64, BAD_TIMESTAMP, "Time is not epoch seconds",
                      "Time") * 1000
     rows.in_range(ms, "Time")
@@ -265,7 +275,7 @@ def _session_rec(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
 
 def _retailrocket(lines: np.ndarray, rows: Rows, limits: EventLimits) -> Chunk:
     ts_text, visitor, event, item, _ = rows.split(lines, b",", 5)
-    rows.require(visitorid=visitor, itemid=item)
+    rows.require(limits, visitorid=visitor, itemid=item)
     ts_ms = rows.number(ts_text, np.int64, BAD_TIMESTAMP, "timestamp is not epoch milliseconds",
                         "timestamp")
     rows.in_range(ts_ms, "timestamp")

@@ -9,7 +9,7 @@ import pytest
 
 from batch.readers import (FORMATS, REFERENCE_DATA_DIR, BadRowError, FormatError, ReadReport,
                            detect_format, iter_events, read_events, read_yoochoose)
-from shared.events import EVENT_TYPE_CODES, Event, EventLimits, encode_event
+from shared.events import DEFAULT_LIMITS, EVENT_TYPE_CODES, Event, EventLimits, encode_event
 
 YOOCHOOSE_100K = REFERENCE_DATA_DIR / "yoochoose-100k"
 CLICK, VIEW, ADD_TO_CART, BUY = (EVENT_TYPE_CODES[name]
@@ -235,16 +235,19 @@ def test_jsonl_strict_names_the_line(tmp_path):
 
 def test_an_endless_line_is_one_oversized_row(tmp_path):
     path = tmp_path / "long.txt"
-    path.write_bytes(b"SessionId\tItemId\tTime\n" + b"7" * (3 << 20) + b"\n1\t2\t3.5\n")
+    path.write_bytes(b"SessionId\tItemId\tTime\n" + b"7" * (3 << 20)
+                     + b"\n1\t2\t1396860669.5\n")
     report = ReadReport()
     events = list(iter_events(path, report=report))
     assert report.rows_bad == {"oversized": 1}
     assert [(e.event_id, e.item_id, e.ts_ms) for e in events] == [
-        ("session-rec:long.txt:3", "2", 3500)]
+        ("session-rec:long.txt:3", "2", 1396860669500)]
 
 
 @pytest.mark.parametrize("time_text, code", [(b"-5.0", "bad_timestamp"),
                                              (b"1e9", "bad_timestamp"),
+                                             (b"946684799.999", "bad_timestamp"),  # 1999
+                                             (b"946684800", None),
                                              (b"99999999999999999", "bad_timestamp"),
                                              (b"1396860669.277", None)])
 def test_session_rec_times_are_epoch_seconds(tmp_path, time_text, code):
@@ -295,3 +298,14 @@ def test_an_unknown_format_fails_clearly(tmp_path):
 def test_a_missing_file_fails_before_reading(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such event file: .*absent.jsonl"):
         iter_events(tmp_path / "absent.jsonl")
+
+
+def test_a_csv_id_longer_than_the_limit_is_refused_as_the_parser_refuses_it(tmp_path):
+    """The readers apply the event contract's id limit (RECSYS_MAX_ID_CHARS), in characters."""
+    long_id = "é" * DEFAULT_LIMITS.max_id_chars  # at the limit in characters, twice it in bytes
+    path = write(tmp_path, "s.txt", [b"SessionId\tItemId\tTime",
+                                     b"1\t" + long_id.encode() + b"\t1396860669.5",
+                                     b"1\t" + (long_id + "x").encode() + b"\t1396860669.5"])
+    columns, report = read_events(path)
+    assert report.rows_bad == {"field_too_long": 1}
+    assert len(columns) == 1
