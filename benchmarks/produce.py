@@ -16,7 +16,7 @@ core. Targets: ``ratio`` = throughput / baseline >= 0.7 and ``parse_eps`` >=
 
 Usage::
 
-    nice python benchmarks/produce.py --events 1000000
+    nice python benchmarks/produce.py --events 1000000 --rounds 5   # the README's figures
 
 Uses ``KAFKA_BOOTSTRAP`` when set, else starts the project's broker on free
 ports and stops it at the end. Writes ``benchmarks/results/produce.json``
