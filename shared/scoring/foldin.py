@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg.lapack import dgesv as _gesv
 from scipy.linalg.lapack import sposv as _sposv
 
 from shared.scoring.prepared import _Prepared
@@ -124,7 +123,8 @@ def _padded(prep: _Prepared, histories, width: int) -> tuple[np.ndarray, np.ndar
 
 def _normal_fold_in(prep: _Prepared, histories, width: int) -> list[np.ndarray]:
     """x_u of each history (at most ``width`` items each) from the normal equations of
-    :func:`fold_in_user`, formed for the stack at once in float32 and solved one by one.
+    :func:`fold_in_user`, formed and solved for the stack at once in float32 (one LU
+    factorisation per system: the systems are independent, whatever else is in the stack).
 
     A padding row of Y is zero, so it adds nothing to YᵀC_uY or YᵀC_u p_u.
     """
@@ -136,13 +136,11 @@ def _normal_fold_in(prep: _Prepared, histories, width: int) -> list[np.ndarray]:
     n_factors = a.shape[1]
     a.reshape(len(histories), -1)[:, ::n_factors + 1] += np.float32(prep.regularization)
     b = (np.where(conf > 0, conf, np.float32(0.0))[:, None, :] @ y)[:, 0]
-    out = []
-    for a_u, b_u in zip(a, b):
-        _, x, info = _sposv(a_u, b_u, overwrite_a=0, overwrite_b=0)
-        if info != 0:  # not positive definite (|c| < 1): general solver
-            x = np.linalg.lstsq(a_u.astype(np.float64), b_u.astype(np.float64), rcond=None)[0]
-        out.append(x.astype(np.float64))
-    return out
+    try:  # one LU solve per system, the stack in one call
+        return list(np.linalg.solve(a, b[:, :, None])[:, :, 0].astype(np.float64))
+    except np.linalg.LinAlgError:  # a singular system (|c| < 1 can make one): least squares
+        return [np.linalg.lstsq(a_u.astype(np.float64), b_u.astype(np.float64),
+                                rcond=None)[0] for a_u, b_u in zip(a, b)]
 
 
 def _woodbury_fold_in(prep: _Prepared, histories, width: int) -> np.ndarray:
@@ -155,5 +153,5 @@ def _woodbury_fold_in(prep: _Prepared, histories, width: int) -> np.ndarray:
     system *= (np.abs(conf) - 1.0)[:, :, None]
     system.reshape(len(histories), -1)[:, ::width + 1] += 1.0
     # I + DK is similar to an SPD matrix with eigenvalues >= 1: never singular.
-    v = np.array([_gesv(a, b)[2] for a, b in zip(system, np.maximum(conf, 0.0))])
+    v = np.linalg.solve(system, np.maximum(conf, 0.0)[:, :, None])[:, :, 0]
     return (v[:, None, :] @ w @ l_inv)[:, 0]

@@ -95,8 +95,12 @@ def _blended(prep: _Prepared, segments: _Segments, items: np.ndarray, sim: np.nd
         if vector is not None:
             stacked[row] = vector
     dots = _dots(prep, items, stacked[segments.seg]).astype(np.float64)
-    score = _normalise(sim, segments, params.normalisation)
-    mixed = _mix(score, _normalise(dots, segments, params.normalisation), params.blend)
+    if params.normalisation == "minmax":  # both rows in one pass, each on its own
+        score, personal_score = _normalise(np.stack([sim, dots]), segments, "minmax")
+    else:
+        score = _normalise(sim, segments, params.normalisation)
+        personal_score = _normalise(dots, segments, params.normalisation)
+    mixed = _mix(score, personal_score, params.blend)
     if not all(personal):
         mixed = np.where(np.array(personal)[segments.seg], mixed, score)
     return segments, items, mixed

@@ -66,12 +66,13 @@ def normalise(scores: np.ndarray, method: str = "minmax") -> np.ndarray:
 
 
 def _normalise(values: np.ndarray, segments: _Segments, method: str) -> np.ndarray:
-    """:func:`normalise` within each segment."""
+    """:func:`normalise` within each segment, along the last axis of ``values`` (``minmax``
+    takes several rows at once, each on its own; ``rank`` one row)."""
     seg = segments.seg
     if method == "minmax":
-        low = segments.extreme(np.minimum, values)[seg]
-        span = segments.extreme(np.maximum, values)[seg] - low
-        return np.divide(values - low, span, out=np.ones(len(values)), where=span > 0)
+        low = segments.extreme(np.minimum, values)[..., seg]
+        span = segments.extreme(np.maximum, values)[..., seg] - low
+        return np.divide(values - low, span, out=np.ones(values.shape), where=span > 0)
     order = np.lexsort((-values, seg))
     ranked = values[order]
     tie_start = np.ones(len(values), dtype=bool)
