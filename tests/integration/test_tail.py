@@ -184,9 +184,12 @@ def test_the_command_exits_by_itself_at_the_end(settings):
 
 
 def test_follow_prints_new_messages_and_stops_cleanly_on_sigint(settings):
+    # SIGINT at its default in the command, as in a terminal: a suite started in the
+    # background by a shell without job control inherits SIGINT ignored, and so would it.
     process = subprocess.Popen(
         [sys.executable, "-m", "recsys", "tail", "recommendations", "--follow"], cwd=ROOT,
-        env=_command_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=_command_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],
                      daemon=True).start()
