@@ -80,10 +80,7 @@ class ChangelogTable(faust.Table):
 
     def write(self, key: bytes, value: bytes) -> None:
         """``table[key] = value`` in the partition of the current event (:meth:`write_many`)."""
-        event = current_event()
-        if event is None:
-            raise RuntimeError(f"table {self.name!r} can only be written while processing an event")
-        self.write_many([(key, value, event.message.partition)])
+        self.write_many([(key, value, self._event_partition())])
 
     def write_many(self, entries) -> None:
         """Write ``(key, value, partition)`` entries without the layers Faust puts between:
@@ -107,10 +104,14 @@ class ChangelogTable(faust.Table):
 
     def on_key_set(self, key: bytes, value: bytes) -> None:
         """Send the changelog message of a ``table[key] = value`` (Faust then stores it)."""
+        self._send(key, value, self._event_partition())
+
+    def _event_partition(self) -> int:
+        """The partition of the event being processed (a write outside one is refused)."""
         event = current_event()
         if event is None:
             raise RuntimeError(f"table {self.name!r} can only be written while processing an event")
-        self._send(key, value, event.message.partition)
+        return event.message.partition
 
     def _send(self, key: bytes, value: bytes, partition: int) -> None:
         """Send the changelog message of a write in ``partition``."""
