@@ -23,6 +23,7 @@ COPY stream ./stream
 COPY recsys ./recsys
 COPY profiles ./profiles
 RUN pip install . \
+    && python -c "from shared.scoring import kernels; kernels.warm()" \
     && useradd --create-home --uid 10001 recsys \
     && mkdir -p /models /tables \
     && chown recsys:recsys /models /tables

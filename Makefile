@@ -10,6 +10,8 @@ $(BIN)/recsys: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
+	# the scoring loops compile once here (cached beside them), not in the first list scored
+	$(BIN)/python -c "from shared.scoring import kernels; kernels.warm()"
 	touch $@
 
 install: $(BIN)/recsys

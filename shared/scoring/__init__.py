@@ -18,18 +18,18 @@ one concept per module:
   (Woodbury) fold-in, :func:`_fold_in_batch`.
 - :mod:`~shared.scoring.prepared`: the per-model cache (:func:`prepare`) and
   the per-thread scratch arrays.
-- :mod:`~shared.scoring.segments`: per-list (segment) maths on flat arrays:
-  :func:`normalise`, :func:`blend_scores`, :func:`anchor_weights`, the best ``n``.
-- :mod:`~shared.scoring.candidates`: requests in model indices, gathering the
-  sources' entries and merging them into candidates (steps 1 to 3).
-- :mod:`~shared.scoring.ranking`: similarity, blend, the best ``n`` and the
-  fall-backs (steps 4 to 7), :class:`Recommendation`, :func:`popular_items`.
+- :mod:`~shared.scoring.segments`: the maths of one list: :func:`normalise`,
+  :func:`blend_scores`, :func:`anchor_weights`, the best ``n``.
+- :mod:`~shared.scoring.kernels`: the compiled per-list loops that rank a
+  batch: merging candidates, the best ``k``, normalising, the blend.
+- :mod:`~shared.scoring.candidates`: requests in model indices, their anchors
+  and candidates with their similarity (steps 1 to 4).
+- :mod:`~shared.scoring.ranking`: personal scores, blend, the best ``n`` and
+  the fall-backs (steps 5 to 7), :class:`Recommendation`, :func:`popular_items`.
 - :mod:`~shared.scoring.catalogue`: the ranking of the whole catalogue
   behind :func:`score_catalogue`.
 - :mod:`~shared.scoring.example`: the small model of the examples.
 
-:data:`MERGE_SLOTS` and :data:`_SORT_ALL` are defined here and read from this
-module at call time, so setting them on ``shared.scoring`` takes effect.
 """
 
 from __future__ import annotations
@@ -50,14 +50,3 @@ __all__ = [
     "history_arrays", "normalise", "blend_scores", "popular_items", "anchor_weights",
     "prepare", "SOURCES", "NORMALISATIONS",
 ]
-
-#: Most merge slots (rows × (n_items + 1)) one scoring thread keeps: a batch with more
-#: rows than fit is ranked in chunks of rows (read by :func:`shared.scoring.ranking._rank`).
-#: 2^19 int32 slots are 2 MiB, which stay in the CPU's cache while a chunk's entries are
-#: written at random into them; a batch of 256 on the defaults scores slower per event
-#: with 8 MiB of slots than with 2, and slower with 1 (more, smaller chunks). Lists do
-#: not depend on the chunking.
-MERGE_SLOTS = 1 << 19
-#: Above this many entries :func:`shared.scoring.segments._best` cuts each segment to its
-#: best before sorting.
-_SORT_ALL = 2048

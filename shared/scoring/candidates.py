@@ -2,11 +2,12 @@
 
 A :class:`_Request` is one list to compute, in model indices (from a
 shopper's state by :func:`_state_request`); :func:`_user_vectors` gives each
-its user vector; :func:`_gather` reads every source's neighbour entries for
-all requests at once (each distinct anchor once, :func:`_anchor_entries`)
-and :func:`_merge` turns them into one candidate per (request, item) with
-per-source sums, blocked items removed. Everything between a shopper's state
-and the candidates' raw sums is here.
+its user vector; :func:`_candidates` lays out every request's anchors per
+source (each distinct anchor once, :func:`_anchor_entries`) and has
+:func:`shared.scoring.kernels.merge` read their neighbour entries and turn
+them into one candidate per (request, item) with its similarity, blocked
+items removed. Everything between a shopper's state and the candidates'
+similarity is here.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from shared.model import Model
 from shared.scoring.foldin import _fold_in_batch
 from shared.scoring.history import History, Session, _index_list, _known_history
 from shared.scoring.params import ScoringParams, SourceWeights
-from shared.scoring.prepared import _Prepared, _Scratch
-from shared.scoring.segments import _Segments, anchor_weights
+from shared.scoring import kernels
+from shared.scoring.prepared import _Prepared
+from shared.scoring.segments import anchor_weights
 
 
 class _Request(NamedTuple):
@@ -128,58 +130,30 @@ def _anchor_entries(requests: list[_Request], sources: SourceWeights,
     return rows[order], positions[order], items[order], weights[order]
 
 
-def _gather(prep: _Prepared, requests: list[_Request], sources: SourceWeights
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Every source's entries for each request, request after request: the request, item,
-    weighted value and source (position in ``sources.active``; None for a single source) of
-    each entry (:func:`_anchor_entries`, then the anchors' rows of :attr:`_Prepared.neighbours`).
+def _candidates(prep: _Prepared, requests: list[_Request], sources: SourceWeights,
+                personal: np.ndarray, unavailable: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The allowed candidates of each request and their similarity (steps 2 to 4 of
+    :mod:`shared.scoring.api`; for a ``personal`` request, the ``pool`` most similar).
+
+    Every source's entries are read from the anchors' rows of
+    :attr:`_Prepared.neighbours` (:func:`_anchor_entries`) and merged in
+    :func:`shared.scoring.kernels.merge`: one candidate per (request, item),
+    its sums per source in entry order. Returns (the request of each
+    candidate, ascending; its item; its similarity; each request's number of
+    candidates).
     """
     table = prep.neighbours
     rows, positions, anchors, weights = _anchor_entries(requests, sources, prep.n_items)
     source = np.array([s for s, _, _ in sources.active])[positions]
-    counts, entries = table.entries(source * table.span + anchors)
-    values = table.scores[entries] * np.repeat(weights, counts)
-    columns = np.repeat(positions, counts) if len(sources.active) > 1 else None
-    return np.repeat(rows, counts), table.items[entries], values, columns
-
-
-def _blocked_keys(prep: _Prepared, requests: list[_Request]) -> np.ndarray:
-    """Merge keys (row × (n_items + 1) + item) of every request's blocked items and dummy item."""
-    n_items = prep.n_items
-    span = n_items + 1
-    return np.array([row * span + item for row, r in enumerate(requests)
-                     for item in (*r.blocked, n_items) if 0 <= item <= n_items], dtype=np.int64)
-
-
-def _merge(prep: _Prepared, scratch: _Scratch, requests: list[_Request], rows: np.ndarray,
-           items: np.ndarray, values: np.ndarray, columns: np.ndarray | None, n_sources: int,
-           unavailable: np.ndarray | None) -> tuple[_Segments, np.ndarray, np.ndarray]:
-    """The allowed candidates, one per (request, item), and their per-source sums.
-
-    Takes :func:`_gather`'s entries. Returns segments (the request of each
-    candidate), items and sums, shape (n_sources, n_candidates); a request's
-    candidates keep the order of their last entry. Duplicates merge without
-    sorting: every entry writes its position into the slot of its (request,
-    item) and the last one owns it; a blocked item's slot is then overwritten
-    with -1. An item's entries add up in entry order, whatever else is in the
-    batch.
-    """
-    n_rows = len(requests)
-    span = prep.n_items + 1
-    keys = rows * span + items
-    slots = scratch.merge_slots(n_rows * span)
-    position = np.arange(len(keys))
-    slots[keys] = position
-    slots[_blocked_keys(prep, requests)] = -1
+    blocked = [np.asarray(r.blocked, dtype=np.int64) for r in requests]
+    blocked_indptr = np.zeros(len(requests) + 1, dtype=np.int64)
+    np.add.accumulate([len(b) for b in blocked], out=blocked_indptr[1:])
+    flags = np.zeros(prep.n_items + 1, dtype=bool)
     if unavailable is not None:
-        slots[keys[unavailable[items]]] = -1
-    unique = keys[slots[keys] == position]
-    n = len(unique)
-    slots[unique] = np.arange(n)
-    bins = slots[keys] + 1  # 0 for the blocked entries, 1 + candidate otherwise
-    if columns is not None:
-        bins += columns * (n + 1)
-    sums = np.bincount(bins, weights=values, minlength=n_sources * (n + 1))
-    request = unique // span
-    return (_Segments(request, n_rows), unique - request * span,
-            sums.reshape(n_sources, n + 1)[:, 1:])
+        flags[:prep.n_items] = unavailable[:prep.n_items]
+    return kernels.merge(rows, positions, source * table.span + anchors, weights, table.indptr,
+                         table.items, table.scores, len(requests), prep.n_items,
+                         sources.active_weights, blocked_indptr,
+                         np.concatenate(blocked) if blocked else np.zeros(0, dtype=np.int64),
+                         flags, personal, sources.pool)

@@ -76,8 +76,8 @@ class SourceWeights:
 
     @cached_property
     def active_weights(self) -> np.ndarray:
-        """The active sources' weights as a column, shape (len(active), 1)."""
-        return np.array([[w] for _, w, _ in self.active])
+        """The active sources' weights, in the order of :attr:`active`."""
+        return np.array([w for _, w, _ in self.active], dtype=np.float64)
 
     def as_dict(self) -> dict:
         """Plain values, for reports and meta.json."""

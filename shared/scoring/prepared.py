@@ -4,7 +4,7 @@
 and the fold-in's Woodbury tables of one model; :func:`prepare` /
 :func:`_prepare` build it at most once per model (under a lock) and keep it in
 a weak dictionary, so it is dropped with the model. :class:`_Scratch` is the
-same idea per thread: block flags and merge slots reused from list to list.
+same idea per thread: block flags reused from list to list.
 Both are caches keyed by the model object, which is why they live together.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from shared.model import Model
+from shared.scoring import kernels
 
 
 class _Prepared:
@@ -114,12 +115,14 @@ _local = threading.local()
 
 
 def prepare(model: Model) -> None:
-    """Compute what scoring needs from ``model`` now (YᵀY, popular lists, neighbour tables).
+    """Compute what scoring needs from ``model`` now (YᵀY, popular lists, neighbour tables)
+    and have its compiled loops ready (:func:`shared.scoring.kernels.warm`).
 
     Otherwise the first list scored with the model pays for it; the worker
     calls this while loading a version, off the event path.
     """
     _prepare(model)
+    kernels.warm()
 
 
 def _prepare(model: Model) -> _Prepared:
@@ -133,19 +136,11 @@ def _prepare(model: Model) -> _Prepared:
 
 
 class _Scratch:
-    """Per-thread work arrays of one model: block flags (reset after use) and merge slots
-    (their content does not matter)."""
+    """Per-thread work array of one model: block flags (reset after use)."""
 
     def __init__(self, n_items: int):
         self.flags = np.zeros(n_items + 1, dtype=bool)
         self.flags[n_items] = True  # the dummy item: no anchor, never recommended
-        self.slots = np.zeros(0, dtype=np.int32)
-
-    def merge_slots(self, size: int) -> np.ndarray:
-        """At least ``size`` slots."""
-        if len(self.slots) < size:
-            self.slots = np.empty(size, dtype=np.int32)
-        return self.slots
 
 
 def _scratch(model: Model, n_items: int) -> _Scratch:

@@ -1,8 +1,9 @@
-"""From merged candidates to a :class:`Recommendation`: similarity, blend, best ``n`` and fall-backs.
+"""From candidates to a :class:`Recommendation`: personal scores, blend, best ``n`` and fall-backs.
 
-:func:`_rank` scores a batch of requests in chunks of rows that fit
-:data:`shared.scoring.MERGE_SLOTS`: the similarity of each candidate, the
-personal score of the ``pool`` most similar ones and their blend, then
+:func:`_rank` scores a batch of requests: the candidates and their
+similarity (:func:`shared.scoring.candidates._candidates`), the personal
+score of the ``pool`` most similar ones, their blend and the best ``n``
+(:func:`shared.scoring.kernels.blend_best`), then
 :func:`_finish` completes each list with the popular items re-ranked by the
 user's vector and the fall-backs (:func:`_fill`, :func:`popular_items`),
 never recommending a :class:`_Blocked` item. This is the whole ranking rule
@@ -16,13 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import shared.scoring as _package  # MERGE_SLOTS is read from the package at call time
 from shared.model import Model
-from shared.scoring.candidates import _gather, _merge, _Request, _user_vectors
+from shared.scoring import kernels
+from shared.scoring.candidates import _candidates, _Request, _user_vectors
 from shared.scoring.example import _example_model  # noqa: F401  (the examples' model)
-from shared.scoring.params import ScoringParams, SourceWeights
+from shared.scoring.params import ScoringParams
 from shared.scoring.prepared import _prepare, _Prepared, _Scratch, _scratch
-from shared.scoring.segments import _best, _mix, _normalise, _Segments, _top, _top_mask, normalise
+from shared.scoring.segments import _top, normalise
 
 #: Popular items the ``session_fold_in`` path re-ranks when no neighbour gives candidates.
 FOLD_IN_POOL = 1000
@@ -49,92 +50,39 @@ class Recommendation:
         return model.item_ids[self.items].tolist()
 
 
-def _similarity(segments: _Segments, sums: np.ndarray, sources: SourceWeights) -> np.ndarray:
-    """Each source's sums divided by their largest in the request, added up with the source
-    weights (in the order of the sources)."""
-    top = segments.extreme(np.maximum, sums)
-    scale = np.divide(sources.active_weights, top, out=np.zeros(top.shape), where=top > 0)
-    terms = scale[:, segments.seg] * sums
-    sim = terms[0]
-    for term in terms[1:]:
-        sim = sim + term
-    return sim
-
-
 def _personal(prep: _Prepared, items: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """x_u · y_i for ``items``, in float32 like the factors."""
-    return _dots(prep, items, vector.astype(np.float32)[None, :])
-
-
-def _dots(prep: _Prepared, items: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """``y_items[j] · vectors[j]`` for each j (``vectors`` float32, one row per item or one
-    for all), each over the factors in their order: the same number whatever else is
-    computed beside it."""
-    factors = prep.item_factors32[items]
-    return np.einsum("ij,ij->i", factors, np.broadcast_to(vectors, factors.shape))
-
-
-def _blended(prep: _Prepared, segments: _Segments, items: np.ndarray, sim: np.ndarray,
-             vectors: list, params: ScoringParams) -> tuple[_Segments, np.ndarray, np.ndarray]:
-    """The candidates the personal score re-ranks (``pool``) and their blended score.
-
-    The personal score of a candidate is one dot product of its factors and its
-    request's vector (:func:`_dots`): the same numbers in any batch.
-    """
-    personal = [v is not None for v in vectors]
-    if not any(personal):
-        return segments, items, _normalise(sim, segments, params.normalisation)
-    pool = params.sources.pool
-    if 0 < pool < np.maximum.reduce(segments.counts):
-        keep = _top_mask(segments, items, sim, pool)
-        if not all(personal):
-            keep |= ~np.array(personal)[segments.seg]
-        segments, items, sim = segments.subset(keep), items[keep], sim[keep]
-    stacked = np.zeros((len(vectors), prep.item_factors32.shape[1]), dtype=np.float32)
-    for row, vector in enumerate(vectors):
-        if vector is not None:
-            stacked[row] = vector
-    dots = _dots(prep, items, stacked[segments.seg]).astype(np.float64)
-    if params.normalisation == "minmax":  # both rows in one pass, each on its own
-        score, personal_score = _normalise(np.stack([sim, dots]), segments, "minmax")
-    else:
-        score = _normalise(sim, segments, params.normalisation)
-        personal_score = _normalise(dots, segments, params.normalisation)
-    mixed = _mix(score, personal_score, params.blend)
-    if not all(personal):
-        mixed = np.where(np.array(personal)[segments.seg], mixed, score)
-    return segments, items, mixed
+    """x_u · y_i for ``items`` (:func:`shared.scoring.kernels.dot`, x_u in float32 like the
+    factors)."""
+    return kernels.dots(prep.item_factors32, np.ascontiguousarray(items, dtype=np.int64),
+                        vector.astype(np.float32))
 
 
 def _rank(model: Model, prep: _Prepared, requests: list[_Request], params: ScoringParams,
           unavailable: np.ndarray | None = None) -> list[Recommendation]:
-    """The list of each request (see :mod:`shared.scoring`), in chunks of rows that fit
-    :data:`shared.scoring.MERGE_SLOTS`."""
-    rows = max(1, _package.MERGE_SLOTS // (prep.n_items + 1))
-    scratch = _scratch(model, prep.n_items)
-    return [rec for start in range(0, len(requests), rows)
-            for rec in _rank_rows(model, prep, scratch, requests[start:start + rows], params,
-                                  unavailable)]
-
-
-def _rank_rows(model: Model, prep: _Prepared, scratch: _Scratch, requests: list[_Request],
-               params: ScoringParams, unavailable: np.ndarray | None) -> list[Recommendation]:
+    """The list of each request (see :mod:`shared.scoring.api`)."""
+    if not requests:
+        return []
     vectors = _user_vectors(prep, requests, params.blend)
-    segments, items, sums = _merge(prep, scratch, requests,
-                                   *_gather(prep, requests, params.sources),
-                                   len(params.sources.active), unavailable)
-    found = (segments.counts > 0).tolist()
+    personal = np.array([v is not None for v in vectors], dtype=bool)
+    seg, items, similarity, found = _candidates(prep, requests, params.sources, personal,
+                                                unavailable)
     if len(items):
-        segments, items, score = _blended(prep, segments, items,
-                                          _similarity(segments, sums, params.sources), vectors,
-                                          params)
-        order = _best(segments, items, score, params.n)
-        items, score = items[order], score[order].astype(np.float32)
-        ends = np.add.accumulate(np.bincount(segments.seg[order], minlength=len(requests))).tolist()
+        counts = np.bincount(seg, minlength=len(requests))
+        starts = np.add.accumulate(counts) - counts
+        stacked = np.zeros((len(vectors), prep.item_factors32.shape[1]), dtype=np.float32)
+        for row, vector in enumerate(vectors):
+            if vector is not None:
+                stacked[row] = vector
+        order, score = kernels.blend_best(starts, counts, items, similarity, prep.item_factors32,
+                                          stacked, personal, params.blend,
+                                          kernels.NORMALISATION[params.normalisation], params.n)
+        items, score = items[order], score.astype(np.float32)
+        ends = np.add.accumulate(np.bincount(seg[order], minlength=len(requests))).tolist()
     else:
         score, ends = np.zeros(0, dtype=np.float32), [0] * len(requests)
-    return [_finish(model, prep, r, params, v, f, items[start:end], score[start:end], unavailable)
-            for r, v, f, start, end in zip(requests, vectors, found, [0] + ends, ends)]
+    return [_finish(model, prep, r, params, v, f > 0, items[start:end], score[start:end],
+                    unavailable)
+            for r, v, f, start, end in zip(requests, vectors, found.tolist(), [0] + ends, ends)]
 
 
 def _strategy(query: int, personal: bool) -> str:

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import shared.scoring as scoring
 from batch.retrain import train_model
 from batch.synthetic import ShopParams, generate_columns
 from batch.training import TrainingParams
@@ -138,16 +137,14 @@ def test_the_default_path_covers_the_paper_strategies(shop):
     assert "session_similar" in strategies
 
 
-def test_chunks_and_the_early_cut_give_the_same_lists(shop, monkeypatch):
-    """Batches ranked in chunks of rows, and the best n picked before the sort, change nothing."""
+def test_a_pool_that_cuts_every_list_leaves_each_as_scored_alone(shop):
+    """With a pool smaller than every list, a list's candidates that the pool drops make no
+    difference to the lists after it in the batch."""
     model, requests = shop
     params = ScoringParams(sources=SourceWeights(cooc=1.0, cooc_decay=0.5, session=1.0, pool=8))
     batch = requests[:300]
-    whole = score_events(model, batch, params)
-    monkeypatch.setattr(scoring, "MERGE_SLOTS", 7 * (model.n_items + 1))
-    monkeypatch.setattr(scoring, "_SORT_ALL", 0)
-    for got, want in zip(score_events(model, batch, params), whole, strict=True):
-        assert_same(got, want)
+    for got, request in zip(score_events(model, batch, params), batch, strict=True):
+        assert_same(got, score_events(model, [request], params)[0])
 
 
 def _normal_equations(model, items, confidence) -> np.ndarray:
