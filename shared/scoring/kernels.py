@@ -56,7 +56,6 @@ def merge(anchor_rows, anchor_columns, table_rows, anchor_weights, indptr, table
     found = np.zeros(n_rows, dtype=np.int64)
     owner = np.full(n_items + 1, -1, dtype=np.int64)  # the request that last saw the item
     slot = np.empty(n_items + 1, dtype=np.int64)  # its candidate there; -1: left out
-    top = np.empty(n_sources, dtype=np.float64)
     scale = np.empty(n_sources, dtype=np.float64)
     out = 0
     a = 0
@@ -98,7 +97,6 @@ def merge(anchor_rows, anchor_columns, table_rows, anchor_weights, indptr, table
             for c in range(first + 1, out):
                 if sums[s, c] > high:
                     high = sums[s, c]
-            top[s] = high
             scale[s] = source_weights[s] / high if high > 0 else 0.0
         for c in range(first, out):
             sim = scale[0] * sums[0, c]
